@@ -36,7 +36,13 @@ impl<R: Entropy> Router<R> {
         if to == AgentState::Available {
             self.index(a, true);
         }
-        self.out.push_back(Command::AgentStateChanged { agent: AgentId(a), from, to, cause, at: now });
+        self.out.push_back(Command::AgentStateChanged {
+            agent: AgentId(a),
+            from,
+            to,
+            cause,
+            at: now,
+        });
     }
 
     /// Inserts (or removes) Available operator `a` in the indexes of its queues.
@@ -87,7 +93,9 @@ impl<R: Entropy> Router<R> {
         if ready {
             self.make_available(now, a, Cause::Request);
         } else {
-            let to = AgentState::NotReady { reason: NotReadyReason::LoggedIn };
+            let to = AgentState::NotReady {
+                reason: NotReadyReason::LoggedIn,
+            };
             self.set_state(now, a, to, Cause::Request);
         }
         Ok(())
@@ -102,7 +110,10 @@ impl<R: Entropy> Router<R> {
                 Ok(())
             }
             s @ (AgentState::Offered { .. } | AgentState::OnCall { .. }) => {
-                Err(EventError::InvalidState { agent: AgentId(a), state: s.kind() })
+                Err(EventError::InvalidState {
+                    agent: AgentId(a),
+                    state: s.kind(),
+                })
             }
         }
     }
@@ -193,7 +204,12 @@ impl<R: Entropy> Router<R> {
             }
             _ => {
                 self.drop_offer(now, a);
-                self.set_state(now, a, AgentState::NotReady { reason }, Cause::ConnectionLost);
+                self.set_state(
+                    now,
+                    a,
+                    AgentState::NotReady { reason },
+                    Cause::ConnectionLost,
+                );
             }
         }
         Ok(())

@@ -20,7 +20,10 @@ impl<R: Entropy> Router<R> {
         priority: u8,
         skills: Option<Vec<SkillReq>>,
     ) -> Result<(), EventError> {
-        let q = self.queues.get(queue.idx()).ok_or(EventError::UnknownQueue(queue))?;
+        let q = self
+            .queues
+            .get(queue.idx())
+            .ok_or(EventError::UnknownQueue(queue))?;
         if self.calls.contains_key(&call.0) {
             return Err(EventError::DuplicateCall(call));
         }
@@ -56,7 +59,9 @@ impl<R: Entropy> Router<R> {
     /// Starts a visit of (known) call `c` to queue `q`: reject, or queue at the tail and try to
     /// offer it.
     fn enter_queue(&mut self, now: Time, c: u64, q: u32) {
-        let Some(call) = self.calls.get_mut(&c) else { return };
+        let Some(call) = self.calls.get_mut(&c) else {
+            return;
+        };
         call.queue = q;
         call.arrived = now;
         call.visit = call.visit.wrapping_add(1);
@@ -108,16 +113,27 @@ impl<R: Entropy> Router<R> {
     /// Rings `agents` (non-empty, all Available) with waiting call `c`.
     pub(crate) fn offer(&mut self, now: Time, c: u64, agents: &[u32]) {
         self.unqueue(c);
-        let Some(call) = self.calls.get_mut(&c) else { return };
+        let Some(call) = self.calls.get_mut(&c) else {
+            return;
+        };
         let q = call.queue as usize;
         let deadline = now + self.queues[q].params.ring_timeout;
         call.offer_epoch = call.offer_epoch.wrapping_add(1);
-        call.state = CallState::Ringing { agents: agents.to_vec() };
+        call.state = CallState::Ringing {
+            agents: agents.to_vec(),
+        };
         let epoch = call.offer_epoch;
         self.queues[q].ringing += 1;
         for &a in agents {
-            self.out.push_back(Command::Offer { call: CallId(c), agent: AgentId(a), deadline });
-            let to = AgentState::Offered { call: CallId(c), deadline };
+            self.out.push_back(Command::Offer {
+                call: CallId(c),
+                agent: AgentId(a),
+                deadline,
+            });
+            let to = AgentState::Offered {
+                call: CallId(c),
+                deadline,
+            };
             self.set_state(now, a, to, Cause::Offer);
         }
         self.push_timer(deadline, Timer::Ring { call: c, epoch });
@@ -126,12 +142,20 @@ impl<R: Entropy> Router<R> {
     /// Withdraws `a`'s offer of `c`; if nobody else rings, the call goes back to the head of
     /// its queue. The caller then decides `a`'s next state.
     pub(crate) fn retract(&mut self, now: Time, c: u64, a: u32, reason: WithdrawReason) {
-        let Some(call) = self.calls.get_mut(&c) else { return };
-        let CallState::Ringing { agents } = &mut call.state else { return };
+        let Some(call) = self.calls.get_mut(&c) else {
+            return;
+        };
+        let CallState::Ringing { agents } = &mut call.state else {
+            return;
+        };
         agents.retain(|&x| x != a);
         let empty = agents.is_empty();
         let q = call.queue;
-        self.out.push_back(Command::Withdraw { call: CallId(c), agent: AgentId(a), reason });
+        self.out.push_back(Command::Withdraw {
+            call: CallId(c),
+            agent: AgentId(a),
+            reason,
+        });
         if empty {
             self.queues[q as usize].ringing -= 1;
             self.requeue(now, c);
@@ -141,9 +165,14 @@ impl<R: Entropy> Router<R> {
     /// Call `c` (no longer ringing) goes back to the head of its queue, or overflows if it
     /// has waited past the max wait meanwhile.
     fn requeue(&mut self, now: Time, c: u64) {
-        let Some(call) = self.calls.get(&c) else { return };
+        let Some(call) = self.calls.get(&c) else {
+            return;
+        };
         let q = call.queue as usize;
-        let due = self.queues[q].params.max_wait.is_some_and(|m| now >= call.arrived + m);
+        let due = self.queues[q]
+            .params
+            .max_wait
+            .is_some_and(|m| now >= call.arrived + m);
         if due {
             if let Some(call) = self.calls.get_mut(&c) {
                 call.state = CallState::Waiting;
@@ -164,7 +193,9 @@ impl<R: Entropy> Router<R> {
         agent.misses += 1;
         if max > 0 && agent.misses >= max {
             agent.misses = 0;
-            let to = AgentState::NotReady { reason: crate::NotReadyReason::NoAnswer };
+            let to = AgentState::NotReady {
+                reason: crate::NotReadyReason::NoAnswer,
+            };
             self.set_state(now, a, to, Cause::Missed);
         } else {
             self.make_available(now, a, Cause::Missed);
@@ -172,17 +203,25 @@ impl<R: Entropy> Router<R> {
     }
 
     pub(crate) fn on_ring_timeout(&mut self, now: Time, c: u64, epoch: u32) {
-        let Some(call) = self.calls.get_mut(&c) else { return };
+        let Some(call) = self.calls.get_mut(&c) else {
+            return;
+        };
         if call.offer_epoch != epoch {
             return;
         }
-        let CallState::Ringing { agents } = &mut call.state else { return };
+        let CallState::Ringing { agents } = &mut call.state else {
+            return;
+        };
         let agents = std::mem::take(agents);
         let q = call.queue;
         self.queues[q as usize].ringing -= 1;
         for &a in &agents {
             let reason = WithdrawReason::RingTimeout;
-            self.out.push_back(Command::Withdraw { call: CallId(c), agent: AgentId(a), reason });
+            self.out.push_back(Command::Withdraw {
+                call: CallId(c),
+                agent: AgentId(a),
+                reason,
+            });
         }
         self.requeue(now, c);
         for a in agents {
@@ -195,18 +234,31 @@ impl<R: Entropy> Router<R> {
         let call = self.calls.get(&c.0).ok_or(EventError::UnknownCall(c))?;
         match &call.state {
             CallState::Ringing { agents } if agents.contains(&a) => Ok(()),
-            _ => Err(EventError::NotOffered { call: c, agent: AgentId(a) }),
+            _ => Err(EventError::NotOffered {
+                call: c,
+                agent: AgentId(a),
+            }),
         }
     }
 
     pub(crate) fn on_accept(&mut self, now: Time, c: CallId, a: u32) -> Result<(), EventError> {
         self.check_offered(c, a)?;
-        let Some(call) = self.calls.get_mut(&c.0) else { return Err(EventError::UnknownCall(c)) };
+        let Some(call) = self.calls.get_mut(&c.0) else {
+            return Err(EventError::UnknownCall(c));
+        };
         let wait = now.saturating_since(call.arrived);
-        let CallState::Ringing { agents } =
-            std::mem::replace(&mut call.state, CallState::Connected { agent: a, at: now, wait })
-        else {
-            return Err(EventError::NotOffered { call: c, agent: AgentId(a) });
+        let CallState::Ringing { agents } = std::mem::replace(
+            &mut call.state,
+            CallState::Connected {
+                agent: a,
+                at: now,
+                wait,
+            },
+        ) else {
+            return Err(EventError::NotOffered {
+                call: c,
+                agent: AgentId(a),
+            });
         };
         let queue = &mut self.queues[call.queue as usize];
         queue.ringing -= 1;
@@ -217,11 +269,18 @@ impl<R: Entropy> Router<R> {
         let agent = &mut self.agents[a as usize];
         agent.calls += 1;
         agent.misses = 0;
-        self.out.push_back(Command::Connected { call: c, agent: AgentId(a) });
+        self.out.push_back(Command::Connected {
+            call: c,
+            agent: AgentId(a),
+        });
         self.set_state(now, a, AgentState::OnCall { call: c }, Cause::Answer);
         for b in agents.into_iter().filter(|&b| b != a) {
             let reason = WithdrawReason::AnsweredElsewhere;
-            self.out.push_back(Command::Withdraw { call: c, agent: AgentId(b), reason });
+            self.out.push_back(Command::Withdraw {
+                call: c,
+                agent: AgentId(b),
+                reason,
+            });
             self.make_available(now, b, Cause::Withdrawn);
         }
         Ok(())
@@ -237,7 +296,9 @@ impl<R: Entropy> Router<R> {
 
     /// Records the end of call `c`'s visit to its queue.
     fn finish(&mut self, c: u64, outcome: Outcome, wait: Duration, talk: Duration) {
-        let Some(call) = self.calls.get(&c) else { return };
+        let Some(call) = self.calls.get(&c) else {
+            return;
+        };
         let q = call.queue;
         let counters = &mut self.queues[q as usize].counters;
         match outcome {
@@ -247,25 +308,48 @@ impl<R: Entropy> Router<R> {
             Outcome::Rejected { .. } => counters.rejected += 1,
         }
         let queue = QueueId(q);
-        self.out.push_back(Command::Outcome(CallOutcome { call: CallId(c), queue, outcome, wait, talk }));
+        self.out.push_back(Command::Outcome(CallOutcome {
+            call: CallId(c),
+            queue,
+            outcome,
+            wait,
+            talk,
+        }));
     }
 
     /// Rejects (known, not waiting) call `c` and forgets it.
     pub(crate) fn reject(&mut self, now: Time, c: u64, reason: RejectReason) {
-        let Some(call) = self.calls.get(&c) else { return };
+        let Some(call) = self.calls.get(&c) else {
+            return;
+        };
         let wait = now.saturating_since(call.arrived);
-        self.out.push_back(Command::Reject { call: CallId(c), reason });
+        self.out.push_back(Command::Reject {
+            call: CallId(c),
+            reason,
+        });
         self.finish(c, Outcome::Rejected { reason }, wait, Duration::ZERO);
         self.calls.remove(&c);
     }
 
     /// Overflows (known, not waiting) call `c` to its queue's target.
     fn overflow(&mut self, now: Time, c: u64) {
-        let Some(call) = self.calls.get(&c) else { return };
+        let Some(call) = self.calls.get(&c) else {
+            return;
+        };
         let wait = now.saturating_since(call.arrived);
         let target = self.queues[call.queue as usize].params.overflow.clone();
-        self.out.push_back(Command::Overflow { call: CallId(c), target: target.clone() });
-        self.finish(c, Outcome::Overflowed { target: target.clone() }, wait, Duration::ZERO);
+        self.out.push_back(Command::Overflow {
+            call: CallId(c),
+            target: target.clone(),
+        });
+        self.finish(
+            c,
+            Outcome::Overflowed {
+                target: target.clone(),
+            },
+            wait,
+            Duration::ZERO,
+        );
         match target {
             OverflowTarget::Queue(q) => self.enter_queue(now, c, q.0),
             OverflowTarget::External(_) | OverflowTarget::None => {
@@ -275,7 +359,9 @@ impl<R: Entropy> Router<R> {
     }
 
     pub(crate) fn on_max_wait(&mut self, now: Time, c: u64, visit: u32) {
-        let Some(call) = self.calls.get(&c) else { return };
+        let Some(call) = self.calls.get(&c) else {
+            return;
+        };
         if call.visit == visit && matches!(call.state, CallState::Waiting) {
             self.unqueue(c);
             self.overflow(now, c);
@@ -283,7 +369,9 @@ impl<R: Entropy> Router<R> {
     }
 
     pub(crate) fn on_relax(&mut self, now: Time, c: u64, visit: u32) {
-        let Some(call) = self.calls.get(&c) else { return };
+        let Some(call) = self.calls.get(&c) else {
+            return;
+        };
         if call.visit == visit && matches!(call.state, CallState::Waiting) {
             self.dispatch_call(now, c);
         }
@@ -305,7 +393,11 @@ impl<R: Entropy> Router<R> {
                 self.calls.remove(&c.0);
                 for a in agents {
                     let reason = WithdrawReason::CallerHungUp;
-                    self.out.push_back(Command::Withdraw { call: c, agent: AgentId(a), reason });
+                    self.out.push_back(Command::Withdraw {
+                        call: c,
+                        agent: AgentId(a),
+                        reason,
+                    });
                     self.make_available(now, a, Cause::Withdrawn);
                 }
             }
@@ -330,11 +422,20 @@ impl<R: Entropy> Router<R> {
     /// to wrap-up. Returns the operator and queue, the call stays known.
     fn close_connected(&mut self, now: Time, c: u64) -> Option<(u32, u32)> {
         let call = self.calls.get(&c)?;
-        let CallState::Connected { agent, at, wait } = call.state else { return None };
+        let CallState::Connected { agent, at, wait } = call.state else {
+            return None;
+        };
         let q = call.queue;
         let talk = now.saturating_since(at);
         self.agents[agent as usize].talk += talk;
-        self.finish(c, Outcome::Answered { agent: AgentId(agent) }, wait, talk);
+        self.finish(
+            c,
+            Outcome::Answered {
+                agent: AgentId(agent),
+            },
+            wait,
+            talk,
+        );
         Some((agent, q))
     }
 
@@ -360,7 +461,9 @@ impl<R: Entropy> Router<R> {
         let wait = now.saturating_since(call.arrived);
         let from = call.queue;
         let state = call.state.clone();
-        let target = Outcome::Overflowed { target: OverflowTarget::Queue(to) };
+        let target = Outcome::Overflowed {
+            target: OverflowTarget::Queue(to),
+        };
         match state {
             CallState::Waiting => {
                 self.unqueue(c.0);
@@ -374,7 +477,11 @@ impl<R: Entropy> Router<R> {
                 self.set_priority(c.0, priority);
                 for &a in &agents {
                     let reason = WithdrawReason::Transferred;
-                    self.out.push_back(Command::Withdraw { call: c, agent: AgentId(a), reason });
+                    self.out.push_back(Command::Withdraw {
+                        call: c,
+                        agent: AgentId(a),
+                        reason,
+                    });
                 }
                 self.enter_queue(now, c.0, to.0);
                 for a in agents {

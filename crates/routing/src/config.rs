@@ -211,11 +211,17 @@ impl RouterConfig {
             }
             for r in &q.required_skills {
                 if !(1..=5).contains(&r.min) {
-                    err(k("required_skills"), format!("skill `{}`: minimum must be 1–5", r.skill));
+                    err(
+                        k("required_skills"),
+                        format!("skill `{}`: minimum must be 1–5", r.skill),
+                    );
                 }
             }
             if q.relax.windows(2).any(|w| w[0].after >= w[1].after) {
-                err(k("relax"), "steps must be in strictly increasing `after` order".into());
+                err(
+                    k("relax"),
+                    "steps must be in strictly increasing `after` order".into(),
+                );
             }
             for s in &q.relax {
                 if s.min_proficiency > 5 {

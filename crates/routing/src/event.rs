@@ -27,9 +27,17 @@ pub enum Event {
     Ready { agent: AgentId },
     /// The operator is Not Ready; while ringing, the offer is withdrawn (not counted as a
     /// miss); during a call, it applies when the call ends (instead of wrap-up).
-    NotReady { agent: AgentId, reason: NotReadyReason },
+    NotReady {
+        agent: AgentId,
+        reason: NotReadyReason,
+    },
     /// A call arrives at a queue. `skills`: `None` takes the queue's required skills.
-    CallArrived { call: CallId, queue: QueueId, priority: u8, skills: Option<Vec<SkillReq>> },
+    CallArrived {
+        call: CallId,
+        queue: QueueId,
+        priority: u8,
+        skills: Option<Vec<SkillReq>>,
+    },
     /// The operator answered the offer.
     OfferAccepted { call: CallId, agent: AgentId },
     /// The operator declined the offer (busy, rejected): counts as a miss.
@@ -45,7 +53,11 @@ pub enum Event {
     ConnectionLost { agent: AgentId },
     /// Move the call to a queue (blind transfer to a queue, supervisor requeue). A connected
     /// call ends its visit answered; a waiting or ringing one ends it overflowed.
-    Transfer { call: CallId, queue: QueueId, priority: Option<u8> },
+    Transfer {
+        call: CallId,
+        queue: QueueId,
+        priority: Option<u8>,
+    },
     /// Replace queues and operators; waiting calls, offers and calls in progress are kept.
     Reconfigure(Arc<RouterConfig>),
 }
@@ -194,17 +206,34 @@ pub struct CallOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Ring `agent` with `call` until `deadline`.
-    Offer { call: CallId, agent: AgentId, deadline: Time },
+    Offer {
+        call: CallId,
+        agent: AgentId,
+        deadline: Time,
+    },
     /// Stop ringing `agent` (cancel the operator leg).
-    Withdraw { call: CallId, agent: AgentId, reason: WithdrawReason },
+    Withdraw {
+        call: CallId,
+        agent: AgentId,
+        reason: WithdrawReason,
+    },
     /// `agent` now holds `call`: bridge them.
     Connected { call: CallId, agent: AgentId },
     /// Send `call` to `target`.
-    Overflow { call: CallId, target: OverflowTarget },
+    Overflow {
+        call: CallId,
+        target: OverflowTarget,
+    },
     /// Refuse `call`.
     Reject { call: CallId, reason: RejectReason },
     /// An operator's state changed.
-    AgentStateChanged { agent: AgentId, from: AgentState, to: AgentState, cause: Cause, at: Time },
+    AgentStateChanged {
+        agent: AgentId,
+        from: AgentState,
+        to: AgentState,
+        cause: Cause,
+        at: Time,
+    },
     /// A call's visit to a queue ended.
     Outcome(CallOutcome),
 }
@@ -220,11 +249,17 @@ pub enum EventError {
     DuplicateCall(CallId),
     /// Accept/decline from an operator the call is not (or no longer) offered to: the
     /// engine must hang up that operator leg.
-    NotOffered { call: CallId, agent: AgentId },
+    NotOffered {
+        call: CallId,
+        agent: AgentId,
+    },
     /// `CallEnded` for a call that is not connected.
     NotConnected(CallId),
     /// The operator cannot do this in its current state (e.g. Ready while on a call).
-    InvalidState { agent: AgentId, state: StateKind },
+    InvalidState {
+        agent: AgentId,
+        state: StateKind,
+    },
     /// A skill requirement outside 1–5.
     BadProficiency(u8),
     /// The new configuration is invalid (nothing was changed).

@@ -12,7 +12,8 @@ impl<R: Entropy> Router<R> {
     pub fn check_invariants(&self, now: Time) -> Result<(), String> {
         for (a, agent) in self.agents.iter().enumerate() {
             match &agent.state {
-                AgentState::Offered { call, .. } => match self.calls.get(&call.0).map(|c| &c.state) {
+                AgentState::Offered { call, .. } => match self.calls.get(&call.0).map(|c| &c.state)
+                {
                     Some(CallState::Ringing { agents }) if agents.contains(&(a as u32)) => {}
                     other => return Err(format!("agent {a} offered {call} which is {other:?}")),
                 },
@@ -48,7 +49,11 @@ impl<R: Entropy> Router<R> {
                 }
                 CallState::Connected { agent, .. } => match &self.agents[*agent as usize].state {
                     AgentState::OnCall { call: oc } if oc.0 == c => {}
-                    s => return Err(format!("call {c} connected to agent {agent} which is {s:?}")),
+                    s => {
+                        return Err(format!(
+                            "call {c} connected to agent {agent} which is {s:?}"
+                        ));
+                    }
                 },
             }
         }
@@ -57,15 +62,23 @@ impl<R: Entropy> Router<R> {
             let ended = c.answered + c.abandoned + c.overflowed + c.rejected;
             let open = q.waiting.len() as u64 + u64::from(q.ringing);
             if c.offered != ended + open {
-                return Err(format!("queue {qi}: offered {} != ended {ended} + open {open}", c.offered));
+                return Err(format!(
+                    "queue {qi}: offered {} != ended {ended} + open {open}",
+                    c.offered
+                ));
             }
             let ringing = self
                 .calls
                 .values()
-                .filter(|call| call.queue as usize == qi && matches!(call.state, CallState::Ringing { .. }))
+                .filter(|call| {
+                    call.queue as usize == qi && matches!(call.state, CallState::Ringing { .. })
+                })
                 .count();
             if ringing != q.ringing as usize {
-                return Err(format!("queue {qi}: ringing count {} but {ringing} calls", q.ringing));
+                return Err(format!(
+                    "queue {qi}: ringing count {} but {ringing} calls",
+                    q.ringing
+                ));
             }
             let mut states = [0u32; 6];
             for agent in &self.agents {
@@ -74,14 +87,20 @@ impl<R: Entropy> Router<R> {
                 }
             }
             if states != q.states {
-                return Err(format!("queue {qi}: state counts {:?} != {states:?}", q.states));
+                return Err(format!(
+                    "queue {qi}: state counts {:?} != {states:?}",
+                    q.states
+                ));
             }
             if q.available.len() != states[StateKind::Available as usize] as usize {
                 return Err(format!("queue {qi}: Available index out of step"));
             }
             for &k in &q.available {
                 if self.agents[key_agent(k) as usize].state != AgentState::Available {
-                    return Err(format!("queue {qi}: index holds agent {} not Available", key_agent(k)));
+                    return Err(format!(
+                        "queue {qi}: index holds agent {} not Available",
+                        key_agent(k)
+                    ));
                 }
             }
             for &wk in &q.waiting {

@@ -60,7 +60,12 @@ pub(crate) fn available_key(strategy: Strategy, tier: u8, agent: u32, f: &AgentF
 /// The key of an Available agent in a skills queue's per-skill index: best proficiency first,
 /// then longest idle.
 pub(crate) fn skill_key(tier: u8, proficiency: u8, available_since: u64, agent: u32) -> u128 {
-    agent_key(tier, u32::from(u8::MAX - proficiency) << 16, available_since, agent)
+    agent_key(
+        tier,
+        u32::from(u8::MAX - proficiency) << 16,
+        available_since,
+        agent,
+    )
 }
 
 /// First sequence number at the tail; head insertions count down from below it.
@@ -89,7 +94,10 @@ mod tests {
         assert_eq!(key_tier(c), 1);
         assert_eq!(key_primary(a), 100);
         assert!(tier_range(0).contains(&b) && !tier_range(0).contains(&c));
-        assert_eq!(agent_key(0, u32::MAX, 0, 0), agent_key(0, SECONDARY_MAX, 0, 0));
+        assert_eq!(
+            agent_key(0, u32::MAX, 0, 0),
+            agent_key(0, SECONDARY_MAX, 0, 0)
+        );
     }
 
     #[test]

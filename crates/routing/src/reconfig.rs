@@ -38,7 +38,10 @@ impl<R: Entropy> Router<R> {
         }
         if config.agents.len() >= u32::MAX as usize || config.queues.len() >= u32::MAX as usize {
             let problem = "too many entries".to_string();
-            return Err(vec![ConfigError { key: "agent".into(), problem }]);
+            return Err(vec![ConfigError {
+                key: "agent".into(),
+                problem,
+            }]);
         }
         // Skills first, so that nothing below can fail half-way.
         let mut errors = Vec::new();
@@ -46,7 +49,12 @@ impl<R: Entropy> Router<R> {
             .queues
             .iter()
             .flat_map(|q| q.required_skills.iter().map(|r| r.skill.as_str()))
-            .chain(config.agents.iter().flat_map(|a| a.skills.iter().map(|s| s.0.as_str())))
+            .chain(
+                config
+                    .agents
+                    .iter()
+                    .flat_map(|a| a.skills.iter().map(|s| s.0.as_str())),
+            )
         {
             if let Err(e) = self.intern_skill(name) {
                 errors.push(e);
@@ -102,7 +110,7 @@ impl<R: Entropy> Router<R> {
                     by_skill: Vec::new(),
                     head_seq: 0,
                     tail_seq: 0,
-                    rr_cursor: 0,
+                    rr_cursor: None,
                     states: [0; 6],
                     members: 0,
                     ringing: 0,
@@ -113,17 +121,26 @@ impl<R: Entropy> Router<R> {
         for qc in &config.queues {
             let overflow = match &qc.overflow {
                 None => OverflowTarget::None,
-                Some(OverflowConfig::External(t)) => OverflowTarget::External(Arc::from(t.as_str())),
-                Some(OverflowConfig::Queue(t)) => {
-                    OverflowTarget::Queue(QueueId(self.queue_names.get(t.as_str()).copied().unwrap_or(0)))
+                Some(OverflowConfig::External(t)) => {
+                    OverflowTarget::External(Arc::from(t.as_str()))
                 }
+                Some(OverflowConfig::Queue(t)) => OverflowTarget::Queue(QueueId(
+                    self.queue_names.get(t.as_str()).copied().unwrap_or(0),
+                )),
             };
             let required = qc
                 .required_skills
                 .iter()
-                .filter_map(|r| Some(SkillReq { skill: self.skill_id(&r.skill)?, min: r.min }))
+                .filter_map(|r| {
+                    Some(SkillReq {
+                        skill: self.skill_id(&r.skill)?,
+                        min: r.min,
+                    })
+                })
                 .collect();
-            let Some(&idx) = self.queue_names.get(qc.name.as_str()) else { continue };
+            let Some(&idx) = self.queue_names.get(qc.name.as_str()) else {
+                continue;
+            };
             self.queues[idx as usize].params = QueueParams {
                 strategy: qc.strategy,
                 ring_timeout: qc.ring_timeout,
@@ -163,21 +180,32 @@ impl<R: Entropy> Router<R> {
                     idx
                 }
             };
-            let mut skills: Vec<(SkillId, u8)> =
-                ac.skills.iter().filter_map(|(s, p)| Some((self.skill_id(s)?, *p))).collect();
+            let mut skills: Vec<(SkillId, u8)> = ac
+                .skills
+                .iter()
+                .filter_map(|(s, p)| Some((self.skill_id(s)?, *p)))
+                .collect();
             skills.sort_unstable();
             let mut members: Vec<Member> = ac
                 .queues
                 .iter()
                 .filter_map(|m| {
                     let queue = *self.queue_names.get(m.queue.as_str())?;
-                    Some(Member { queue, penalty: m.penalty })
+                    Some(Member {
+                        queue,
+                        penalty: m.penalty,
+                    })
                 })
                 .collect();
             let agent = &mut self.agents[idx as usize];
             // Keep memberships of retired queues so their remaining calls are served.
             let queues = &self.queues;
-            members.extend(agent.members.iter().filter(|m| queues[m.queue as usize].retired));
+            members.extend(
+                agent
+                    .members
+                    .iter()
+                    .filter(|m| queues[m.queue as usize].retired),
+            );
             agent.order = order as u32;
             agent.skills = skills;
             agent.members = members;
@@ -192,7 +220,10 @@ impl<R: Entropy> Router<R> {
             .flat_map(|q| q.waiting.iter().map(|&k| crate::keys::key_call(k)))
             .collect();
         for c in waiting {
-            if matches!(self.calls.get(&c).map(|c| &c.state), Some(CallState::Waiting)) {
+            if matches!(
+                self.calls.get(&c).map(|c| &c.state),
+                Some(CallState::Waiting)
+            ) {
                 self.dispatch_call(now, c);
             }
         }

@@ -103,7 +103,7 @@ pub(crate) struct QueueRec {
     pub head_seq: u64,
     pub tail_seq: u64,
     /// `round-robin`: order of the operator offered last.
-    pub rr_cursor: u64,
+    pub rr_cursor: Option<u64>,
     /// Members by [`crate::StateKind`].
     pub states: [u32; 6],
     pub members: u32,
@@ -128,7 +128,10 @@ impl QueueRec {
     }
 
     pub fn skill_set(&self, skill: SkillId) -> Option<&BTreeSet<u128>> {
-        self.by_skill.iter().find(|(s, _)| *s == skill).map(|(_, set)| set)
+        self.by_skill
+            .iter()
+            .find(|(s, _)| *s == skill)
+            .map(|(_, set)| set)
     }
 
     /// The relaxation floor for a call that arrived at `arrived`: required minimums are
@@ -148,8 +151,14 @@ impl QueueRec {
 #[derive(Debug, Clone)]
 pub(crate) enum CallState {
     Waiting,
-    Ringing { agents: Vec<u32> },
-    Connected { agent: u32, at: Time, wait: Duration },
+    Ringing {
+        agents: Vec<u32>,
+    },
+    Connected {
+        agent: u32,
+        at: Time,
+        wait: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -222,12 +231,13 @@ impl<R: Entropy> Router<R> {
                 self.on_not_ready(now, self.agent_idx(agent)?, reason)
             }
             Event::WrapUpDone { agent } => self.on_wrap_up_done(now, self.agent_idx(agent)?),
-            Event::ConnectionLost { agent } => {
-                self.on_connection_lost(now, self.agent_idx(agent)?)
-            }
-            Event::CallArrived { call, queue, priority, skills } => {
-                self.on_arrival(now, call, queue, priority, skills)
-            }
+            Event::ConnectionLost { agent } => self.on_connection_lost(now, self.agent_idx(agent)?),
+            Event::CallArrived {
+                call,
+                queue,
+                priority,
+                skills,
+            } => self.on_arrival(now, call, queue, priority, skills),
             Event::OfferAccepted { call, agent } => {
                 self.on_accept(now, call, self.agent_idx(agent)?)
             }
@@ -236,9 +246,11 @@ impl<R: Entropy> Router<R> {
             }
             Event::CallerHungUp { call } => self.on_caller_hangup(now, call),
             Event::CallEnded { call } => self.on_call_ended(now, call),
-            Event::Transfer { call, queue, priority } => {
-                self.on_transfer(now, call, queue, priority)
-            }
+            Event::Transfer {
+                call,
+                queue,
+                priority,
+            } => self.on_transfer(now, call, queue, priority),
             Event::Reconfigure(config) => self
                 .apply_config(now, &config)
                 .map_err(|e| EventError::BadConfig(e.iter().map(|e| e.to_string()).collect())),

@@ -49,10 +49,11 @@ pub(crate) fn pick(
         | Strategy::LeastTalkTime
         | Strategy::Linear => out.push(key_agent(head)),
         Strategy::RoundRobin => {
-            let range = tier_range(tier);
-            let cursor = crate::keys::agent_key(tier, 0, queue.rr_cursor, u32::MAX);
-            let next = first(set, cursor.saturating_add(1)..=*range.end(), agents, reqs, floor)
-                .unwrap_or(head);
+            let next = queue.rr_cursor.and_then(|cursor| {
+                let after = crate::keys::agent_key(tier, 0, cursor, u32::MAX).saturating_add(1);
+                first(set, after..=*tier_range(tier).end(), agents, reqs, floor)
+            });
+            let next = next.unwrap_or(head);
             out.push(key_agent(next));
             return Some(key_primary(next));
         }
@@ -88,10 +89,20 @@ pub(crate) fn pick(
     None
 }
 
+/// How an operator ranks a call: higher priority, then its own lower penalty, then longer wait.
+type Rank = (Reverse<u8>, u8, Time);
+
 impl<R: Entropy> Router<R> {
     /// Offers waiting call `c` if an eligible operator is Available.
     pub(crate) fn dispatch_call(&mut self, now: Time, c: u64) {
-        let Router { queues, agents, calls, rng, scratch, .. } = self;
+        let Router {
+            queues,
+            agents,
+            calls,
+            rng,
+            scratch,
+            ..
+        } = self;
         let Some(call) = calls.get(&c) else { return };
         if !matches!(call.state, CallState::Waiting) {
             return;
@@ -103,7 +114,7 @@ impl<R: Entropy> Router<R> {
             return;
         }
         if let Some(cursor) = cursor {
-            queues[call.queue as usize].rr_cursor = cursor;
+            queues[call.queue as usize].rr_cursor = Some(cursor);
         }
         let picked = std::mem::take(&mut self.scratch);
         self.offer(now, c, &picked);
@@ -113,12 +124,14 @@ impl<R: Entropy> Router<R> {
     /// Offers Available operator `a` the best waiting call it qualifies for, if any.
     pub(crate) fn dispatch_agent(&mut self, now: Time, a: u32) {
         let agent = &self.agents[a as usize];
-        let mut best: Option<((Reverse<u8>, u8, Time), u64, u32)> = None;
+        let mut best: Option<(Rank, u64, u32)> = None;
         for m in &agent.members {
             let queue = &self.queues[m.queue as usize];
             for &key in &queue.waiting {
                 let c = key_call(key);
-                let Some(call) = self.calls.get(&c) else { continue };
+                let Some(call) = self.calls.get(&c) else {
+                    continue;
+                };
                 let floor = queue.floor(call.arrived, now);
                 if !agent.qualifies(&call.reqs, floor) {
                     continue;
@@ -134,7 +147,7 @@ impl<R: Entropy> Router<R> {
             let order = u64::from(self.agents[a as usize].order);
             let queue = &mut self.queues[q as usize];
             if queue.params.strategy == Strategy::RoundRobin {
-                queue.rr_cursor = order;
+                queue.rr_cursor = Some(order);
             }
             self.offer(now, c, &[a]);
         }

@@ -83,6 +83,8 @@ impl<R: Entropy> Router<R> {
 
     /// Figures for every queue.
     pub fn stats(&self, now: Time) -> Vec<QueueStats> {
-        self.queue_ids().filter_map(|q| self.queue_stats(q, now)).collect()
+        self.queue_ids()
+            .filter_map(|q| self.queue_stats(q, now))
+            .collect()
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 /// A point in time, in nanoseconds since an epoch chosen by the caller (the runtime uses the
 /// moment it started; tests use zero). Plain data so event streams can be recorded and
 /// replayed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Time(u64);
 
 impl Time {
@@ -67,8 +69,17 @@ mod tests {
         let t = Time::from_secs(5);
         assert_eq!((t + Duration::from_millis(1500)).as_nanos(), 6_500_000_000);
         assert_eq!(t - Duration::from_secs(10), Time::ZERO);
-        assert_eq!(Time::from_nanos(u64::MAX) + Duration::from_secs(1), Time::from_nanos(u64::MAX));
-        assert_eq!(Time::from_secs(1).saturating_since(Time::from_secs(3)), Duration::ZERO);
-        assert_eq!(Time::from_secs(3).saturating_since(Time::from_secs(1)), Duration::from_secs(2));
+        assert_eq!(
+            Time::from_nanos(u64::MAX) + Duration::from_secs(1),
+            Time::from_nanos(u64::MAX)
+        );
+        assert_eq!(
+            Time::from_secs(1).saturating_since(Time::from_secs(3)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Time::from_secs(3).saturating_since(Time::from_secs(1)),
+            Duration::from_secs(2)
+        );
     }
 }
