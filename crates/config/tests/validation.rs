@@ -1,0 +1,433 @@
+//! Validation: every problem is reported, at its line, under its key.
+
+use homeline_config::{Diagnostic, Severity, format_duration, parse};
+use homeline_routing::QueueConfig;
+
+/// The diagnostics of `src`, as `line: key: problem` strings (warnings marked).
+fn diags(src: &str) -> Vec<String> {
+    let list: Vec<Diagnostic> = match parse(src, "t.toml") {
+        Ok(l) => l.warnings,
+        Err(e) => e.0,
+    };
+    list.iter()
+        .map(|d| {
+            let w = if d.severity == Severity::Warning {
+                "warning: "
+            } else {
+                ""
+            };
+            format!("{}: {}: {w}{}", d.line, d.key, d.problem)
+        })
+        .collect()
+}
+
+/// Asserts that some diagnostic starts with `line: key:` and contains `text`.
+#[track_caller]
+fn has(all: &[String], line: usize, key: &str, text: &str) {
+    let prefix = format!("{line}: {key}: ");
+    assert!(
+        all.iter()
+            .any(|d| d.starts_with(&prefix) && d.contains(text)),
+        "expected `{prefix}...{text}...` among:\n{}",
+        all.join("\n")
+    );
+}
+
+#[test]
+fn an_empty_file_is_valid_with_defaults() {
+    let c = match parse("", "empty.toml") {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.sip.udp[0].to_string(), "127.0.0.1:5060");
+    assert_eq!(c.sip.domain, "127.0.0.1");
+    assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (20000, 20999));
+    assert_eq!(c.log.level, "info");
+    assert!(c.defaults.ready_on_register);
+    assert!(c.trunks.is_empty() && c.queues.is_empty() && c.agents.is_empty());
+}
+
+#[test]
+fn queue_defaults_match_the_routing_core() {
+    let src =
+        "[[queue]]\nname = \"q\"\n[[agent]]\nname = \"a\"\npassword = \"x\"\nqueues = [\"q\"]\n";
+    let c = match parse(src, "t.toml") {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.queues[0].routing, QueueConfig::new("q"));
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/homeline.toml"
+    ))
+    .unwrap_or_default();
+    let q = QueueConfig::new("q");
+    for (key, default) in [
+        ("ring_timeout", format_duration(q.ring_timeout)),
+        ("wrap_up", format_duration(q.wrap_up)),
+        ("service_level", format_duration(q.service_level)),
+        ("strategy", q.strategy.as_str().to_owned()),
+        ("max_misses", q.max_misses.to_string()),
+    ] {
+        let line = doc.lines().find(|l| l.starts_with(&format!("{key} =")));
+        assert!(
+            line.is_some_and(|l| l.contains(&default)),
+            "{key}: documented default is not {default}"
+        );
+    }
+}
+
+const BROKEN: &str = r#"[sip]
+udp = ["127.0.0.1:5060", "not-an-address"]
+tcp = "127.0.0.1:5060"
+colour = "blue"
+
+[media]
+rtp_port_min = 30000
+rtp_port_max = 20000
+
+[[trunk]]
+name = "pbx"
+pbx = "127.0.0.1:5080"
+allow = ["10.0.0.0/33", "127.0.0.0/8"]
+routes = { "8000" = "support", "8001" = "nowhere" }
+
+[[trunk]]
+name = "pbx"
+pbx = "127.0.0.2:5080"
+allow = ["192.0.2.0/24"]
+routes = { "8000" = "sales" }
+
+[[queue]]
+name = "support"
+ring_timeout = "fifteen"
+wrap_up = 5
+overflow = { queue = "missing" }
+max_wait = "1m"
+
+[[queue]]
+name = "sales"
+strategy = "cheapest"
+
+[[queue]]
+name = "support"
+
+[[agent]]
+name = "alice"
+queues = ["support", "ghost"]
+skills = { english = 7 }
+
+[[agent]]
+name = "bob"
+password = "x"
+password_ha1 = { md5 = "abc" }
+queues = [{ queue = "sales", penalty = 1, priority = 2 }]
+"#;
+
+#[test]
+fn every_problem_is_reported_at_its_line() {
+    let d = diags(BROKEN);
+    has(&d, 2, "sip.udp", "invalid address `not-an-address`");
+    has(&d, 3, "sip.tcp", "expected an array, found string");
+    has(&d, 4, "sip.colour", "unknown key");
+    has(&d, 8, "media.rtp_port_max", "below rtp_port_min");
+    has(&d, 13, "trunk.pbx.allow", "invalid network `10.0.0.0/33`");
+    has(&d, 14, "trunk.pbx.routes.8001", "unknown queue `nowhere`");
+    has(
+        &d,
+        17,
+        "trunk.pbx.name",
+        "duplicate trunk name `pbx` (first on line 11)",
+    );
+    has(
+        &d,
+        20,
+        "trunk.pbx.routes.8000",
+        "already routed to queue `support`",
+    );
+    has(
+        &d,
+        24,
+        "queue.support.ring_timeout",
+        "invalid duration `fifteen`",
+    );
+    has(
+        &d,
+        25,
+        "queue.support.wrap_up",
+        "expected a duration string",
+    );
+    has(&d, 26, "queue.support.overflow", "unknown queue `missing`");
+    has(&d, 31, "queue.sales.strategy", "unknown value \"cheapest\"");
+    has(
+        &d,
+        34,
+        "queue.support.name",
+        "duplicate queue name `support`",
+    );
+    has(
+        &d,
+        36,
+        "agent.alice.password",
+        "missing: set password or password_ha1",
+    );
+    has(&d, 38, "agent.alice.queues", "unknown queue `ghost`");
+    has(&d, 39, "agent.alice.skills.english", "between 1 and 5");
+    has(&d, 44, "agent.bob.password_ha1", "not both");
+    has(
+        &d,
+        44,
+        "agent.bob.password_ha1.md5",
+        "expected 32 hex digits",
+    );
+    has(&d, 45, "agent.bob.queues.priority", "unknown key");
+    assert!(d.iter().all(|l| !l.contains("warning")) || d.len() > 18);
+    // In file order.
+    let lines: Vec<usize> = d
+        .iter()
+        .filter_map(|l| l.split(':').next()?.parse().ok())
+        .collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+}
+
+#[test]
+fn syntax_errors_and_other_problems_are_reported_together() {
+    let src = "[sip]\nuser_agent = \"homeline\n[http]\nlisten = \"nowhere\"\n[[queue]]\nname = \"q\"\nbad = = 1\n";
+    let d = diags(src);
+    has(&d, 2, "syntax", "");
+    has(&d, 4, "http.listen", "invalid address");
+    has(&d, 7, "syntax", "");
+}
+
+#[test]
+fn a_swallowed_rest_of_file_gives_one_syntax_error_per_line() {
+    let src = "[sip]\nudp = [\"127.0.0.1:5060\"\n\n[http]\nlisten = \"nowhere\"\n[[queue]]\nname = \"q\"\n";
+    let d = diags(src);
+    assert!(!d.is_empty());
+    let mut lines: Vec<&str> = d.iter().filter_map(|l| l.split(':').next()).collect();
+    let n = lines.len();
+    lines.dedup();
+    assert_eq!(lines.len(), n, "{d:?}");
+    assert!(d.iter().all(|l| l.contains(": syntax: ")), "{d:?}");
+}
+
+#[test]
+fn a_file_that_cannot_be_read_is_one_error() {
+    let e = homeline_config::load(std::path::Path::new("/nonexistent/homeline.toml"));
+    let e = e.err().map(|e| e.0).unwrap_or_default();
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].to_string()
+            .starts_with("/nonexistent/homeline.toml: cannot read:"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn wrong_shapes_and_unknown_tables() {
+    let src =
+        "queue = 3\n[extra]\nx = 1\n[[agent]]\nname = \"bad name\"\npassword = \"\"\n[trunk.pbx]\n";
+    let d = diags(src);
+    has(&d, 1, "queue", "expected an array of tables ([[queue]])");
+    has(&d, 2, "extra", "unknown key");
+    has(&d, 5, "agent[0].name", "use only letters");
+    has(&d, 6, "agent[0].password", "must not be empty");
+    has(&d, 7, "trunk", "expected an array of tables");
+}
+
+#[test]
+fn trunks_need_a_source_or_credentials_and_a_listener() {
+    let src = "[sip]\ntcp = []\n[[trunk]]\nname = \"open\"\npbx = \"192.0.2.1:5060\"\ntransport = \"tcp\"\nusername = \"u\"\n[[trunk]]\nname = \"nobody\"\npbx = \"0.0.0.0:5060\"\n";
+    let d = diags(src);
+    has(
+        &d,
+        6,
+        "trunk.open.transport",
+        "sip.tcp has no listen address",
+    );
+    has(&d, 7, "trunk.open.username", "set password too");
+    has(&d, 8, "trunk.nobody.allow", "would take calls from anyone");
+    has(&d, 10, "trunk.nobody.pbx", "give the PBX's own address");
+}
+
+#[test]
+fn queue_details_are_checked() {
+    let src = r#"[[queue]]
+name = "a"
+overflow = { queue = "a", external = "sip:1@x" }
+max_misses = -1
+required_skills = [{ skill = "english", min = 0 }, { skill = "english" }]
+relax = [{ after = "60s", min_proficiency = 1 }, { after = "30s", min_proficiency = 6 }]
+[[queue]]
+name = "b"
+overflow = { external = "9000" }
+ring_timeout = "0s"
+[[queue]]
+name = "c"
+overflow = { queue = "c" }
+max_wait = "1m"
+"#;
+    let d = diags(src);
+    has(&d, 3, "queue.a.overflow", "not both");
+    has(&d, 4, "queue.a.max_misses", "between 0 and");
+    has(&d, 5, "queue.a.required_skills.min", "between 1 and 5");
+    has(&d, 6, "queue.a.relax.min_proficiency", "between 0 and 5");
+    has(
+        &d,
+        9,
+        "queue.b.overflow.external",
+        "sip:, sips: or tel: URI",
+    );
+    has(&d, 10, "queue.b.ring_timeout", "greater than zero");
+    has(&d, 13, "queue.c.overflow", "cannot overflow to itself");
+}
+
+#[test]
+fn relax_order_and_duplicate_skills() {
+    let src = r#"[[queue]]
+name = "a"
+required_skills = [{ skill = "english" }, { skill = "english", min = 2 }]
+relax = [{ after = "60s", min_proficiency = 1 }, { after = "30s", min_proficiency = 0 }]
+[[agent]]
+name = "x"
+password = "p"
+queues = ["a", "a"]
+"#;
+    let d = diags(src);
+    has(
+        &d,
+        3,
+        "queue.a.required_skills",
+        "skill `english` listed twice",
+    );
+    has(&d, 4, "queue.a.relax", "strictly increasing");
+    has(&d, 8, "agent.x.queues", "queue `a` listed twice");
+}
+
+#[test]
+fn ha1_is_checked() {
+    let src = r#"[[agent]]
+name = "x"
+password_ha1 = { md5 = "zz", sha1 = "00" }
+[[agent]]
+name = "y"
+password_ha1 = {}
+[[agent]]
+name = "z"
+password_ha1 = { sha256 = "0e96c1d975361ce2bee9f772b0cbd3548dd79037fdda07c51a7d9164cc7f2945" }
+"#;
+    let d = diags(src);
+    has(&d, 3, "agent.x.password_ha1.md5", "expected 32 hex digits");
+    has(&d, 3, "agent.x.password_ha1.sha1", "unknown key");
+    has(&d, 6, "agent.y.password_ha1", "set md5 and/or sha256");
+    assert!(
+        !d.iter()
+            .any(|l| l.contains("agent.z") && !l.contains("warning")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn demo_credentials_off_loopback_warn() {
+    let base = "[[queue]]\nname = \"q\"\n[[agent]]\nname = \"a\"\npassword = \"demo-password\"\nqueues = [\"q\"]\n";
+    assert!(diags(base).is_empty(), "{:?}", diags(base));
+    for exposed in [
+        "[sip]\nudp = [\"0.0.0.0:5060\"]\n",
+        "[sip]\npublic_address = \"192.0.2.1\"\n",
+        "[http]\nlisten = \"[::]:8080\"\n",
+    ] {
+        let src = format!("{base}{exposed}");
+        let loaded = parse(&src, "t.toml");
+        let Ok(loaded) = loaded else {
+            panic!("{src}: not accepted")
+        };
+        let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("t.toml:5: agent.a.password: warning: demo credentials")),
+            "{src}: {w:?}"
+        );
+    }
+}
+
+#[test]
+fn other_warnings() {
+    let src = r#"[http]
+admin_token = "short"
+[[trunk]]
+name = "a"
+pbx = "192.0.2.1:5060"
+allow = ["10.0.0.1/8"]
+[[trunk]]
+name = "b"
+pbx = "192.0.2.2:5060"
+allow = ["10.1.0.0/16"]
+[[queue]]
+name = "empty"
+overflow = { external = "sip:1@a" }
+[[queue]]
+name = "skilled"
+required_skills = [{ skill = "welsh" }]
+[[agent]]
+name = "x"
+password = "p"
+queues = ["skilled"]
+[[agent]]
+name = "y"
+password = "p"
+"#;
+    let loaded = parse(src, "t.toml");
+    let Ok(loaded) = loaded else {
+        panic!("not accepted: {loaded:?}")
+    };
+    let d: Vec<String> = loaded
+        .warnings
+        .iter()
+        .map(|d| format!("{}: {}: {}", d.line, d.key, d.problem))
+        .collect();
+    has(&d, 2, "http.admin_token", "shorter than 16");
+    has(&d, 6, "trunk.a.allow", "host bits set");
+    has(&d, 10, "trunk.b.allow", "overlaps trunk `a`");
+    has(&d, 11, "queue.empty", "no operator is a member");
+    has(&d, 13, "queue.empty.overflow", "no effect without max_wait");
+    has(
+        &d,
+        16,
+        "queue.skilled.required_skills",
+        "no member has skill `welsh`",
+    );
+    has(&d, 21, "agent.y", "is in no queue");
+}
+
+#[test]
+fn numbers_routed_twice_to_the_same_queue_are_fine() {
+    let src = "[[queue]]\nname = \"q\"\n[[agent]]\nname = \"a\"\npassword = \"p\"\nqueues = [\"q\"]\n\
+               [[trunk]]\nname = \"a\"\npbx = \"192.0.2.1:5060\"\nallow = [\"192.0.2.1\"]\nroutes = { \"1\" = \"q\" }\n\
+               [[trunk]]\nname = \"b\"\npbx = \"192.0.2.2:5060\"\nallow = [\"192.0.2.2\"]\nroutes = { \"1\" = \"q\" }\n";
+    assert!(diags(src).is_empty(), "{:?}", diags(src));
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let src = "[http]\nadmin_token = \"a-very-secret-admin-token\"\n[[agent]]\nname = \"a\"\npassword = \"hunter2-hunter2\"\n";
+    let c = match parse(src, "t.toml") {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}"),
+    };
+    let dbg = format!("{c:?}");
+    assert!(
+        !dbg.contains("hunter2") && !dbg.contains("a-very-secret"),
+        "{dbg}"
+    );
+}
+
+#[test]
+fn log_settings_are_checked() {
+    let d = diags("[log]\nformat = \"xml\"\nlevel = \"loud\"\n");
+    has(&d, 2, "log.format", "expected one of: \"json\", \"text\"");
+    // A bare word is a target for tracing; "loud" is accepted as one, a broken directive is not.
+    let d = diags("[log]\nlevel = \"info,homeline=chatty\"\n");
+    has(&d, 2, "log.level", "invalid filter `homeline=chatty`");
+}
