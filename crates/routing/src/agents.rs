@@ -4,17 +4,27 @@ use crate::config::{NotReadyReason, Strategy, WhenEmpty};
 use crate::event::{AgentState, Cause, Command, EventError, RejectReason, WithdrawReason};
 use crate::ids::AgentId;
 use crate::keys::{AgentFacts, available_key, skill_key};
+use crate::keys::{key_agent, key_tier};
 use crate::rng::Entropy;
 use crate::router::{AfterCall, AgentRec, Router};
 use crate::time::Time;
 
-fn facts(a: &AgentRec) -> AgentFacts {
+pub(crate) fn facts(a: &AgentRec) -> AgentFacts {
     AgentFacts {
         available_since: a.since.as_nanos(),
         order: a.order,
         calls: a.calls,
         talk_secs: a.talk.as_secs(),
     }
+}
+
+/// Whether `key` in the Available index of a queue with `strategy` is right: its operator is
+/// Available and the key is the one it would get now (checked by the invariants).
+pub(crate) fn live(strategy: Strategy, agents: &[AgentRec], key: u128) -> bool {
+    let a = key_agent(key);
+    let agent = &agents[a as usize];
+    agent.state == AgentState::Available
+        && available_key(strategy, key_tier(key), a, &facts(agent)) == key
 }
 
 impl<R: Entropy> Router<R> {
@@ -27,11 +37,16 @@ impl<R: Entropy> Router<R> {
         let from = std::mem::replace(&mut agent.state, to.clone());
         agent.since = now;
         agent.epoch = agent.epoch.wrapping_add(1);
-        let (fk, tk) = (from.kind() as usize, to.kind() as usize);
-        for m in &agent.members {
-            let q = &mut self.queues[m.queue as usize];
-            q.states[fk] -= 1;
-            q.states[tk] += 1;
+        let (was_in, is_in) = (from != AgentState::LoggedOut, to != AgentState::LoggedOut);
+        if was_in != is_in {
+            for m in &agent.members {
+                let q = &mut self.queues[m.queue as usize];
+                if is_in {
+                    q.logged_in += 1;
+                } else {
+                    q.logged_in -= 1;
+                }
+            }
         }
         if to == AgentState::Available {
             self.index(a, true);
@@ -47,20 +62,23 @@ impl<R: Entropy> Router<R> {
 
     /// Inserts (or removes) Available operator `a` in the indexes of its queues.
     pub(crate) fn index(&mut self, a: u32, insert: bool) {
-        let agent = &self.agents[a as usize];
+        let Router { agents, queues, .. } = self;
+        let agent = &agents[a as usize];
         let f = facts(agent);
         for m in &agent.members {
-            let q = &mut self.queues[m.queue as usize];
-            let key = available_key(q.params.strategy, m.penalty, a, &f);
+            let q = &mut queues[m.queue as usize];
+            let key = available_key(q.strategy, m.penalty, a, &f);
             if insert {
                 q.available.insert(key);
             } else {
                 q.available.remove(&key);
             }
-            if q.params.strategy == Strategy::Skills {
-                for &(skill, prof) in &agent.skills {
+            if q.strategy != Strategy::Skills {
+                continue;
+            }
+            for &(skill, prof) in &agent.skills {
+                if let Some(Some(set)) = q.by_skill.get_mut(usize::from(skill.0)) {
                     let key = skill_key(m.penalty, prof, f.available_since, a);
-                    let set = q.skill_set_mut(skill);
                     if insert {
                         set.insert(key);
                     } else {
@@ -125,9 +143,7 @@ impl<R: Entropy> Router<R> {
         reason: NotReadyReason,
     ) -> Result<(), EventError> {
         match self.agents[a as usize].state {
-            AgentState::OnCall { .. } => {
-                self.agents[a as usize].after_call = AfterCall::NotReady(reason);
-            }
+            AgentState::OnCall { .. } => self.after_this_call(a, AfterCall::NotReady(reason)),
             AgentState::Offered { .. } => {
                 self.drop_offer(now, a);
                 self.set_state(now, a, AgentState::NotReady { reason }, Cause::Request);
@@ -135,6 +151,14 @@ impl<R: Entropy> Router<R> {
             _ => self.set_state(now, a, AgentState::NotReady { reason }, Cause::Request),
         }
         Ok(())
+    }
+
+    /// Sets what `a` does when its call ends; a pending logout is never overridden.
+    fn after_this_call(&mut self, a: u32, next: AfterCall) {
+        let agent = &mut self.agents[a as usize];
+        if agent.after_call != AfterCall::LogOut {
+            agent.after_call = next;
+        }
     }
 
     pub(crate) fn on_logout(&mut self, now: Time, a: u32) -> Result<(), EventError> {
@@ -156,9 +180,7 @@ impl<R: Entropy> Router<R> {
         let members = if self.agents[a as usize].removed {
             let members = std::mem::take(&mut self.agents[a as usize].members);
             for m in &members {
-                let q = &mut self.queues[m.queue as usize];
-                q.states[0] -= 1;
-                q.members -= 1;
+                self.queues[m.queue as usize].members -= 1;
             }
             members
         } else {
@@ -199,9 +221,7 @@ impl<R: Entropy> Router<R> {
         let reason = NotReadyReason::ConnectionLost;
         match self.agents[a as usize].state {
             AgentState::LoggedOut => {}
-            AgentState::OnCall { .. } => {
-                self.agents[a as usize].after_call = AfterCall::NotReady(reason);
-            }
+            AgentState::OnCall { .. } => self.after_this_call(a, AfterCall::NotReady(reason)),
             _ => {
                 self.drop_offer(now, a);
                 self.set_state(

@@ -64,9 +64,7 @@ impl<R: Entropy> Router<R> {
         };
         call.queue = q;
         call.arrived = now;
-        call.visit = call.visit.wrapping_add(1);
         call.state = CallState::Waiting;
-        let visit = call.visit;
         let queue = &mut self.queues[q as usize];
         queue.counters.offered += 1;
         if queue.retired {
@@ -75,21 +73,45 @@ impl<R: Entropy> Router<R> {
         if queue.params.when_empty == crate::WhenEmpty::Reject && queue.logged_in() == 0 {
             return self.reject(now, c, RejectReason::NoAgents);
         }
-        if let Some(max) = queue.params.max_wait {
-            self.push_timer(now + max, Timer::MaxWait { call: c, visit });
-        }
-        let has_reqs = self.calls.get(&c).is_some_and(|call| !call.reqs.is_empty());
-        if has_reqs {
-            for i in 0..self.queues[q as usize].params.relax.len() {
-                let after = self.queues[q as usize].params.relax[i].after;
-                self.push_timer(now + after, Timer::Relax { call: c, visit });
-            }
-        }
+        self.arm_visit_timers(now, c);
         let queue = &mut self.queues[q as usize];
         let seq = SEQ_MIDDLE + queue.tail_seq;
         queue.tail_seq += 1;
-        self.enqueue(c, seq);
-        self.dispatch_call(now, c);
+        self.place(now, c, seq);
+    }
+
+    /// (Re-)arms the max-wait and relaxation timers of call `c`'s current visit, from its
+    /// queue's current settings; timers armed before are void.
+    pub(crate) fn arm_visit_timers(&mut self, now: Time, c: u64) {
+        let visit = self.token();
+        let Some(call) = self.calls.get_mut(&c) else {
+            return;
+        };
+        call.visit = visit;
+        let (arrived, has_reqs, q) = (call.arrived, !call.reqs.is_empty(), call.queue as usize);
+        if let Some(max) = self.queues[q].params.max_wait {
+            self.push_timer((arrived + max).max(now), Timer::MaxWait { call: c, visit });
+        }
+        if has_reqs {
+            for i in 0..self.queues[q].params.relax.len() {
+                let at = arrived + self.queues[q].params.relax[i].after;
+                if at > now {
+                    self.push_timer(at, Timer::Relax { call: c, visit });
+                }
+            }
+        }
+    }
+
+    /// Offers waiting, unqueued call `c` at once if someone can take it, else queues it at
+    /// position `seq`.
+    fn place(&mut self, now: Time, c: u64, seq: u64) {
+        if let Some(call) = self.calls.get_mut(&c) {
+            call.seq = seq;
+            call.state = CallState::Waiting;
+        }
+        if !self.dispatch_call(now, c, false) {
+            self.enqueue(c, seq);
+        }
     }
 
     /// Puts waiting call `c` in its queue's waiting set at position `seq`.
@@ -110,19 +132,19 @@ impl<R: Entropy> Router<R> {
         }
     }
 
-    /// Rings `agents` (non-empty, all Available) with waiting call `c`.
+    /// Rings `agents` (non-empty, all Available) with waiting call `c`, already out of the
+    /// waiting set.
     pub(crate) fn offer(&mut self, now: Time, c: u64, agents: &[u32]) {
-        self.unqueue(c);
+        let epoch = self.token();
         let Some(call) = self.calls.get_mut(&c) else {
             return;
         };
         let q = call.queue as usize;
         let deadline = now + self.queues[q].params.ring_timeout;
-        call.offer_epoch = call.offer_epoch.wrapping_add(1);
+        call.offer_epoch = epoch;
         call.state = CallState::Ringing {
             agents: agents.to_vec(),
         };
-        let epoch = call.offer_epoch;
         self.queues[q].ringing += 1;
         for &a in agents {
             self.out.push_back(Command::Offer {
@@ -182,8 +204,7 @@ impl<R: Entropy> Router<R> {
         let queue = &mut self.queues[q];
         let seq = SEQ_MIDDLE - 1 - queue.head_seq;
         queue.head_seq += 1;
-        self.enqueue(c, seq);
-        self.dispatch_call(now, c);
+        self.place(now, c, seq);
     }
 
     /// Operator `a` missed an offer of a call in queue `q`.
@@ -202,7 +223,7 @@ impl<R: Entropy> Router<R> {
         }
     }
 
-    pub(crate) fn on_ring_timeout(&mut self, now: Time, c: u64, epoch: u32) {
+    pub(crate) fn on_ring_timeout(&mut self, now: Time, c: u64, epoch: u64) {
         let Some(call) = self.calls.get_mut(&c) else {
             return;
         };
@@ -358,22 +379,24 @@ impl<R: Entropy> Router<R> {
         }
     }
 
-    pub(crate) fn on_max_wait(&mut self, now: Time, c: u64, visit: u32) {
+    pub(crate) fn on_max_wait(&mut self, now: Time, c: u64, visit: u64) {
         let Some(call) = self.calls.get(&c) else {
             return;
         };
-        if call.visit == visit && matches!(call.state, CallState::Waiting) {
+        let max_wait = self.queues[call.queue as usize].params.max_wait;
+        let due = max_wait.is_some_and(|m| now >= call.arrived + m);
+        if call.visit == visit && due && matches!(call.state, CallState::Waiting) {
             self.unqueue(c);
             self.overflow(now, c);
         }
     }
 
-    pub(crate) fn on_relax(&mut self, now: Time, c: u64, visit: u32) {
+    pub(crate) fn on_relax(&mut self, now: Time, c: u64, visit: u64) {
         let Some(call) = self.calls.get(&c) else {
             return;
         };
         if call.visit == visit && matches!(call.state, CallState::Waiting) {
-            self.dispatch_call(now, c);
+            self.dispatch_call(now, c, true);
         }
     }
 

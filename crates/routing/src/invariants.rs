@@ -1,7 +1,8 @@
 //! The guarantees, checked on demand (tests, simulations, debug builds of the runtime).
 
-use crate::event::{AgentState, StateKind};
-use crate::keys::{key_agent, key_call};
+use crate::agents::{facts, live};
+use crate::event::AgentState;
+use crate::keys::{available_key, key_agent, key_call, key_tier};
 use crate::rng::Entropy;
 use crate::router::{CallState, Router};
 use crate::time::Time;
@@ -80,25 +81,44 @@ impl<R: Entropy> Router<R> {
                     q.ringing
                 ));
             }
-            let mut states = [0u32; 6];
-            for agent in &self.agents {
-                if agent.members.iter().any(|m| m.queue as usize == qi) {
-                    states[agent.state.kind() as usize] += 1;
+            let mut logged_in = 0;
+            for (ai, agent) in self.agents.iter().enumerate() {
+                let Some(m) = agent.members.iter().find(|m| m.queue as usize == qi) else {
+                    continue;
+                };
+                if agent.state != AgentState::LoggedOut {
+                    logged_in += 1;
+                }
+                if agent.state == AgentState::Available {
+                    let key = available_key(q.strategy, m.penalty, ai as u32, &facts(agent));
+                    if !q.available.contains(&key) {
+                        return Err(format!(
+                            "queue {qi}: Available agent {ai} missing from index"
+                        ));
+                    }
                 }
             }
-            if states != q.states {
+            if logged_in != q.logged_in {
                 return Err(format!(
-                    "queue {qi}: state counts {:?} != {states:?}",
-                    q.states
+                    "queue {qi}: logged-in count {} != {logged_in}",
+                    q.logged_in
                 ));
             }
-            if q.available.len() != states[StateKind::Available as usize] as usize {
-                return Err(format!("queue {qi}: Available index out of step"));
-            }
-            for &k in &q.available {
-                if self.agents[key_agent(k) as usize].state != AgentState::Available {
+            let live_keys: Vec<u128> = q
+                .available
+                .iter()
+                .copied()
+                .filter(|&k| live(q.strategy, &self.agents, k))
+                .collect();
+            for &k in &live_keys {
+                let a = &self.agents[key_agent(k) as usize];
+                if !a
+                    .members
+                    .iter()
+                    .any(|m| m.queue as usize == qi && m.penalty == key_tier(k))
+                {
                     return Err(format!(
-                        "queue {qi}: index holds agent {} not Available",
+                        "queue {qi}: index holds non-member agent {}",
                         key_agent(k)
                     ));
                 }
@@ -108,7 +128,7 @@ impl<R: Entropy> Router<R> {
                     return Err(format!("queue {qi}: waiting key for unknown call"));
                 };
                 let floor = q.floor(call.arrived, now);
-                for &k in &q.available {
+                for &k in &live_keys {
                     if self.agents[key_agent(k) as usize].qualifies(&call.reqs, floor) {
                         return Err(format!(
                             "queue {qi}: call {} waits while agent {} is Available for it",

@@ -11,6 +11,7 @@ use crate::router::{
     AfterCall, AgentRec, CallState, Counters, Member, QueueParams, QueueRec, Router,
 };
 use crate::time::Time;
+use smallvec::SmallVec;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -93,7 +94,6 @@ impl<R: Entropy> Router<R> {
                 self.queues.push(QueueRec {
                     name,
                     params: QueueParams {
-                        strategy: qc.strategy,
                         ring_timeout: qc.ring_timeout,
                         wrap_up: qc.wrap_up,
                         max_wait: None,
@@ -105,13 +105,14 @@ impl<R: Entropy> Router<R> {
                         relax: Vec::new(),
                     },
                     retired: false,
+                    strategy: qc.strategy,
                     waiting: BTreeSet::new(),
                     available: BTreeSet::new(),
                     by_skill: Vec::new(),
                     head_seq: 0,
                     tail_seq: 0,
                     rr_cursor: None,
-                    states: [0; 6],
+                    logged_in: 0,
                     members: 0,
                     ringing: 0,
                     counters: Counters::default(),
@@ -141,8 +142,8 @@ impl<R: Entropy> Router<R> {
             let Some(&idx) = self.queue_names.get(qc.name.as_str()) else {
                 continue;
             };
+            self.queues[idx as usize].strategy = qc.strategy;
             self.queues[idx as usize].params = QueueParams {
-                strategy: qc.strategy,
                 ring_timeout: qc.ring_timeout,
                 wrap_up: qc.wrap_up,
                 max_wait: qc.max_wait,
@@ -168,8 +169,8 @@ impl<R: Entropy> Router<R> {
                         state: AgentState::LoggedOut,
                         since: now,
                         order: 0,
-                        members: Vec::new(),
-                        skills: Vec::new(),
+                        members: SmallVec::new(),
+                        skills: SmallVec::new(),
                         misses: 0,
                         calls: 0,
                         talk: std::time::Duration::ZERO,
@@ -180,13 +181,13 @@ impl<R: Entropy> Router<R> {
                     idx
                 }
             };
-            let mut skills: Vec<(SkillId, u8)> = ac
+            let mut skills: SmallVec<[(SkillId, u8); 8]> = ac
                 .skills
                 .iter()
                 .filter_map(|(s, p)| Some((self.skill_id(s)?, *p)))
                 .collect();
             skills.sort_unstable();
-            let mut members: Vec<Member> = ac
+            let mut members: SmallVec<[Member; 6]> = ac
                 .queues
                 .iter()
                 .filter_map(|m| {
@@ -204,7 +205,8 @@ impl<R: Entropy> Router<R> {
                 agent
                     .members
                     .iter()
-                    .filter(|m| queues[m.queue as usize].retired),
+                    .filter(|m| queues[m.queue as usize].retired)
+                    .copied(),
             );
             agent.order = order as u32;
             agent.skills = skills;
@@ -213,6 +215,16 @@ impl<R: Entropy> Router<R> {
         }
 
         self.rebuild_indexes();
+        // Max wait and relaxation follow the new settings, for calls already queued too.
+        let open: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| !matches!(c.state, CallState::Connected { .. }))
+            .map(|(&id, _)| id)
+            .collect();
+        for c in open {
+            self.arm_visit_timers(now, c);
+        }
         // A waiting call may now have an operator (new members, new strategy, new skills).
         let waiting: Vec<u64> = self
             .queues
@@ -224,29 +236,44 @@ impl<R: Entropy> Router<R> {
                 self.calls.get(&c).map(|c| &c.state),
                 Some(CallState::Waiting)
             ) {
-                self.dispatch_call(now, c);
+                self.dispatch_call(now, c, true);
             }
         }
         Ok(())
     }
 
-    /// Recomputes every queue's Available indexes and state counts from the operators.
+    /// Recomputes every queue's Available indexes and counts from the operators.
     fn rebuild_indexes(&mut self) {
         for q in &mut self.queues {
             q.available.clear();
+            // Keep tracking the skills tracked so far, plus the queue's own requirements.
+            let mut tracked: Vec<usize> = (0..q.by_skill.len())
+                .filter(|&s| q.by_skill[s].is_some())
+                .collect();
+            tracked.extend(q.params.required.iter().map(|r| usize::from(r.skill.0)));
             q.by_skill.clear();
-            q.states = [0; 6];
+            if q.strategy == crate::Strategy::Skills {
+                for s in tracked {
+                    if q.by_skill.len() <= s {
+                        q.by_skill.resize_with(s + 1, || None);
+                    }
+                    q.by_skill[s] = Some(BTreeSet::new());
+                }
+            }
+            q.logged_in = 0;
             q.members = 0;
         }
-        for a in 0..self.agents.len() as u32 {
-            let agent = &self.agents[a as usize];
-            let kind = agent.state.kind() as usize;
+        for agent in &self.agents {
             for m in &agent.members {
                 let q = &mut self.queues[m.queue as usize];
-                q.states[kind] += 1;
                 q.members += 1;
+                if agent.state != AgentState::LoggedOut {
+                    q.logged_in += 1;
+                }
             }
-            if agent.state == AgentState::Available {
+        }
+        for a in 0..self.agents.len() as u32 {
+            if self.agents[a as usize].state == AgentState::Available {
                 self.index(a, true);
             }
         }

@@ -8,6 +8,7 @@ use crate::ids::{AgentId, QueueId, SkillId};
 use crate::rng::Entropy;
 use crate::time::Time;
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -34,9 +35,10 @@ pub(crate) struct AgentRec {
     pub since: Time,
     /// Position in the configuration, for `linear` and `round-robin`.
     pub order: u32,
-    pub members: Vec<Member>,
+    /// Inline: read on every state change, so no pointer to chase.
+    pub members: SmallVec<[Member; 6]>,
     /// Sorted by skill.
-    pub skills: Vec<(SkillId, u8)>,
+    pub skills: SmallVec<[(SkillId, u8); 8]>,
     /// Consecutive missed offers.
     pub misses: u32,
     pub calls: u32,
@@ -68,7 +70,6 @@ impl AgentRec {
 /// A queue's settings, resolved to ids.
 #[derive(Debug, Clone)]
 pub(crate) struct QueueParams {
-    pub strategy: Strategy,
     pub ring_timeout: Duration,
     pub wrap_up: Duration,
     pub max_wait: Option<Duration>,
@@ -96,16 +97,20 @@ pub(crate) struct QueueRec {
     pub params: QueueParams,
     /// Removed from the configuration; serves the calls it holds, takes no new ones.
     pub retired: bool,
+    /// Copy of `params.strategy`, next to the index it orders.
+    pub strategy: Strategy,
     pub waiting: BTreeSet<u128>,
+    /// Available members in strategy order.
     pub available: BTreeSet<u128>,
-    /// `skills` strategy only: per skill, the Available members that have it.
-    pub by_skill: Vec<(SkillId, BTreeSet<u128>)>,
+    /// `skills` strategy only, by skill id: the Available members that have the skill, best
+    /// proficiency first; `None` until a call needs that skill here (built on demand).
+    pub by_skill: Vec<Option<BTreeSet<u128>>>,
     pub head_seq: u64,
     pub tail_seq: u64,
     /// `round-robin`: order of the operator offered last.
     pub rr_cursor: Option<u64>,
-    /// Members by [`crate::StateKind`].
-    pub states: [u32; 6],
+    /// Members not logged out.
+    pub logged_in: u32,
     pub members: u32,
     pub ringing: u32,
     pub counters: Counters,
@@ -113,25 +118,11 @@ pub(crate) struct QueueRec {
 
 impl QueueRec {
     pub fn logged_in(&self) -> u32 {
-        self.members - self.states[0]
-    }
-
-    pub fn skill_set_mut(&mut self, skill: SkillId) -> &mut BTreeSet<u128> {
-        let i = match self.by_skill.iter().position(|(s, _)| *s == skill) {
-            Some(i) => i,
-            None => {
-                self.by_skill.push((skill, BTreeSet::new()));
-                self.by_skill.len() - 1
-            }
-        };
-        &mut self.by_skill[i].1
+        self.logged_in
     }
 
     pub fn skill_set(&self, skill: SkillId) -> Option<&BTreeSet<u128>> {
-        self.by_skill
-            .iter()
-            .find(|(s, _)| *s == skill)
-            .map(|(_, set)| set)
+        self.by_skill.get(usize::from(skill.0))?.as_ref()
     }
 
     /// The relaxation floor for a call that arrived at `arrived`: required minimums are
@@ -171,17 +162,18 @@ pub(crate) struct CallRec {
     /// Position key in the waiting set while waiting.
     pub seq: u64,
     pub state: CallState,
-    /// Bumped per queue visit; stale max-wait and relax timers carry an older one.
-    pub visit: u32,
+    /// Token of the current visit's timers (router-wide unique, so a call id reused later
+    /// or a reconfiguration cannot be hit by stale max-wait and relax timers).
+    pub visit: u64,
     /// Bumped per offer; stale ring timers carry an older one.
-    pub offer_epoch: u32,
+    pub offer_epoch: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
-    Ring { call: u64, epoch: u32 },
-    MaxWait { call: u64, visit: u32 },
-    Relax { call: u64, visit: u32 },
+    Ring { call: u64, epoch: u64 },
+    MaxWait { call: u64, visit: u64 },
+    Relax { call: u64, visit: u64 },
     WrapUp { agent: u32, epoch: u32 },
 }
 
@@ -197,8 +189,11 @@ pub struct Router<R> {
     pub(crate) timers: BinaryHeap<Reverse<(Time, Timer)>>,
     pub(crate) out: VecDeque<Command>,
     pub(crate) rng: R,
-    /// Scratch buffer for picks, kept to avoid allocating per decision.
+    /// Scratch buffers for picks, kept to avoid allocating per decision.
     pub(crate) scratch: Vec<u32>,
+    pub(crate) picked: Vec<u128>,
+    /// Source of timer tokens.
+    pub(crate) tokens: u64,
 }
 
 impl<R: Entropy> Router<R> {
@@ -215,6 +210,8 @@ impl<R: Entropy> Router<R> {
             out: VecDeque::new(),
             rng,
             scratch: Vec::new(),
+            picked: Vec::new(),
+            tokens: 0,
         };
         router.apply_config(Time::ZERO, config)?;
         router.out.clear();
@@ -336,6 +333,12 @@ impl<R: Entropy> Router<R> {
             Some(a) if !a.removed => Ok(agent.0),
             _ => Err(EventError::UnknownAgent(agent)),
         }
+    }
+
+    /// A token no timer has carried before.
+    pub(crate) fn token(&mut self) -> u64 {
+        self.tokens += 1;
+        self.tokens
     }
 
     pub(crate) fn push_timer(&mut self, at: Time, timer: Timer) {

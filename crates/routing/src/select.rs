@@ -9,7 +9,7 @@
 
 use crate::config::Strategy;
 use crate::event::SkillReq;
-use crate::keys::{key_agent, key_call, key_primary, key_tier, tier_range};
+use crate::keys::{key_agent, key_call, key_primary, key_tier, skill_key, tier_range};
 use crate::rng::Entropy;
 use crate::router::{AgentRec, CallState, QueueRec, Router};
 use crate::time::Time;
@@ -17,73 +17,84 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::ops::RangeBounds;
 
-/// The first key in `range` of `set` whose operator qualifies.
-fn first<'a>(
-    set: &'a BTreeSet<u128>,
-    range: impl RangeBounds<u128>,
+/// What `pick` scans with: the operators and the call's requirements.
+struct Scan<'a> {
     agents: &'a [AgentRec],
     reqs: &'a [SkillReq],
     floor: u8,
-) -> Option<u128> {
-    let ok = |k: &&u128| reqs.is_empty() || agents[key_agent(**k) as usize].qualifies(reqs, floor);
-    set.range(range).find(ok).copied()
 }
 
-/// Picks the operators to ring for a call needing `reqs` (capped at `floor`) in `queue`,
-/// into `out` (cleared first). Returns the new round-robin cursor, if it moves.
+impl Scan<'_> {
+    fn fits(&self, key: u128) -> bool {
+        self.reqs.is_empty()
+            || self.agents[key_agent(key) as usize].qualifies(self.reqs, self.floor)
+    }
+
+    /// The first key in `range` of `set` whose operator qualifies.
+    fn first(&self, set: &BTreeSet<u128>, range: impl RangeBounds<u128>) -> Option<u128> {
+        set.range(range).copied().find(|&k| self.fits(k))
+    }
+
+    /// Every qualifying key of one tier.
+    fn tier(&self, set: &BTreeSet<u128>, tier: u8) -> impl Iterator<Item = u128> {
+        set.range(tier_range(tier))
+            .copied()
+            .filter(|&k| self.fits(k))
+    }
+}
+
+/// Picks the operators to ring for a call needing `reqs` (capped at `floor`) in `queue`:
+/// their keys in the queue's Available index go to `out` (cleared first). Returns the new
+/// round-robin cursor, if it moves.
 pub(crate) fn pick(
     queue: &QueueRec,
     agents: &[AgentRec],
     reqs: &[SkillReq],
     floor: u8,
     rng: &mut impl Entropy,
-    out: &mut Vec<u32>,
+    out: &mut Vec<u128>,
 ) -> Option<u64> {
     out.clear();
+    let scan = Scan {
+        agents,
+        reqs,
+        floor,
+    };
     let set = &queue.available;
-    let head = first(set, .., agents, reqs, floor)?;
+    let head = scan.first(set, ..)?;
     let tier = key_tier(head);
-    match queue.params.strategy {
+    match queue.strategy {
         Strategy::LongestIdle
         | Strategy::FewestCalls
         | Strategy::LeastTalkTime
-        | Strategy::Linear => out.push(key_agent(head)),
+        | Strategy::Linear => out.push(head),
         Strategy::RoundRobin => {
             let next = queue.rr_cursor.and_then(|cursor| {
                 let after = crate::keys::agent_key(tier, 0, cursor, u32::MAX).saturating_add(1);
-                first(set, after..=*tier_range(tier).end(), agents, reqs, floor)
+                scan.first(set, after..=*tier_range(tier).end())
             });
             let next = next.unwrap_or(head);
-            out.push(key_agent(next));
+            out.push(next);
             return Some(key_primary(next));
         }
-        Strategy::RingAll => {
-            for &k in set.range(tier_range(tier)) {
-                let a = key_agent(k);
-                if reqs.is_empty() || agents[a as usize].qualifies(reqs, floor) {
-                    out.push(a);
-                }
-            }
-        }
+        Strategy::RingAll => out.extend(scan.tier(set, tier)),
         Strategy::Random => {
             let mut seen = 0u64;
-            for &k in set.range(tier_range(tier)) {
-                let a = key_agent(k);
-                if reqs.is_empty() || agents[a as usize].qualifies(reqs, floor) {
-                    seen += 1;
-                    if rng.below(seen) == 0 {
-                        out.clear();
-                        out.push(a);
-                    }
+            for k in scan.tier(set, tier) {
+                seen += 1;
+                if rng.below(seen) == 0 {
+                    out.clear();
+                    out.push(k);
                 }
             }
         }
         Strategy::Skills => {
+            // Best proficiency in the first required skill within the tier, else `head`.
             let best = reqs
                 .first()
                 .and_then(|r| queue.skill_set(r.skill))
-                .and_then(|s| first(s, tier_range(tier), agents, reqs, floor));
-            out.push(key_agent(best.unwrap_or(head)));
+                .and_then(|s| scan.first(s, tier_range(tier)));
+            out.push(best.unwrap_or(head));
         }
     }
     None
@@ -93,32 +104,75 @@ pub(crate) fn pick(
 type Rank = (Reverse<u8>, u8, Time);
 
 impl<R: Entropy> Router<R> {
-    /// Offers waiting call `c` if an eligible operator is Available.
-    pub(crate) fn dispatch_call(&mut self, now: Time, c: u64) {
+    /// Offers waiting call `c` if an eligible operator is Available; `queued`: the call is in
+    /// its queue's waiting set (and leaves it if offered). Returns whether it was offered.
+    pub(crate) fn dispatch_call(&mut self, now: Time, c: u64, queued: bool) -> bool {
+        let Some(call) = self.calls.get(&c) else {
+            return false;
+        };
+        if !matches!(call.state, CallState::Waiting) {
+            return false;
+        }
+        let q = call.queue as usize;
+        if self.queues[q].strategy == Strategy::Skills {
+            if let Some(r) = call.reqs.first().copied() {
+                self.track_skill(q, r.skill);
+            }
+        }
         let Router {
             queues,
             agents,
             calls,
             rng,
             scratch,
+            picked,
             ..
         } = self;
-        let Some(call) = calls.get(&c) else { return };
-        if !matches!(call.state, CallState::Waiting) {
-            return;
-        }
-        let queue = &queues[call.queue as usize];
+        let Some(call) = calls.get(&c) else {
+            return false;
+        };
+        let queue = &queues[q];
         let floor = queue.floor(call.arrived, now);
-        let cursor = pick(queue, agents, &call.reqs, floor, rng, scratch);
-        if scratch.is_empty() {
+        let cursor = pick(queue, agents, &call.reqs, floor, rng, picked);
+        if let Some(cursor) = cursor {
+            queues[q].rr_cursor = Some(cursor);
+        }
+        if picked.is_empty() {
+            return false;
+        }
+        scratch.clear();
+        scratch.extend(picked.iter().map(|&k| key_agent(k)));
+        if queued {
+            self.unqueue(c);
+        }
+        let agents = std::mem::take(&mut self.scratch);
+        self.offer(now, c, &agents);
+        self.scratch = agents;
+        true
+    }
+
+    /// Starts keeping queue `q`'s per-skill index for `skill`, built from its Available
+    /// index.
+    fn track_skill(&mut self, q: usize, skill: crate::SkillId) {
+        let Router { queues, agents, .. } = self;
+        let queue = &mut queues[q];
+        let s = usize::from(skill.0);
+        if queue.by_skill.len() <= s {
+            queue.by_skill.resize_with(s + 1, || None);
+        }
+        if queue.by_skill[s].is_some() {
             return;
         }
-        if let Some(cursor) = cursor {
-            queues[call.queue as usize].rr_cursor = Some(cursor);
+        let mut set = BTreeSet::new();
+        for &k in &queue.available {
+            let a = key_agent(k);
+            let agent = &agents[a as usize];
+            let prof = agent.proficiency(skill);
+            if prof > 0 {
+                set.insert(skill_key(key_tier(k), prof, agent.since.as_nanos(), a));
+            }
         }
-        let picked = std::mem::take(&mut self.scratch);
-        self.offer(now, c, &picked);
-        self.scratch = picked;
+        queue.by_skill[s] = Some(set);
     }
 
     /// Offers Available operator `a` the best waiting call it qualifies for, if any.
@@ -146,9 +200,10 @@ impl<R: Entropy> Router<R> {
         if let Some((_, c, q)) = best {
             let order = u64::from(self.agents[a as usize].order);
             let queue = &mut self.queues[q as usize];
-            if queue.params.strategy == Strategy::RoundRobin {
+            if queue.strategy == Strategy::RoundRobin {
                 queue.rr_cursor = Some(order);
             }
+            self.unqueue(c);
             self.offer(now, c, &[a]);
         }
     }

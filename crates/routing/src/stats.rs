@@ -52,8 +52,25 @@ impl QueueStats {
 }
 
 impl<R: Entropy> Router<R> {
-    /// Figures for `queue` at `now`.
+    /// Members of every queue by state (one pass over the operators).
+    fn member_states(&self) -> Vec<[u32; 6]> {
+        let mut states = vec![[0u32; 6]; self.queues.len()];
+        for agent in &self.agents {
+            for m in &agent.members {
+                states[m.queue as usize][agent.state.kind() as usize] += 1;
+            }
+        }
+        states
+    }
+
+    /// Figures for `queue` at `now`. Costs a pass over the operators: for every queue at
+    /// once, use [`Router::stats`].
     pub fn queue_stats(&self, queue: QueueId, now: Time) -> Option<QueueStats> {
+        let states = self.member_states().get(queue.idx()).copied()?;
+        self.stats_with(queue, now, states)
+    }
+
+    fn stats_with(&self, queue: QueueId, now: Time, states: [u32; 6]) -> Option<QueueStats> {
         let q = self.queues.get(queue.idx())?;
         let longest_wait = q
             .waiting
@@ -70,7 +87,7 @@ impl<R: Entropy> Router<R> {
             waiting: q.waiting.len() as u32,
             ringing: q.ringing,
             longest_wait,
-            agents: q.states,
+            agents: states,
             offered: c.offered,
             answered: c.answered,
             answered_within_sl: c.answered_in_sl,
@@ -83,8 +100,9 @@ impl<R: Entropy> Router<R> {
 
     /// Figures for every queue.
     pub fn stats(&self, now: Time) -> Vec<QueueStats> {
+        let states = self.member_states();
         self.queue_ids()
-            .filter_map(|q| self.queue_stats(q, now))
+            .filter_map(|q| self.stats_with(q, now, states[q.idx()]))
             .collect()
     }
 }
