@@ -114,10 +114,10 @@ impl<R: Entropy> Router<R> {
             return false;
         }
         let q = call.queue as usize;
-        if self.queues[q].strategy == Strategy::Skills {
-            if let Some(r) = call.reqs.first().copied() {
-                self.track_skill(q, r.skill);
-            }
+        if self.queues[q].strategy == Strategy::Skills
+            && let Some(r) = call.reqs.first().copied()
+        {
+            self.track_skill(q, r.skill);
         }
         let Router {
             queues,
