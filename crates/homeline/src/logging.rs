@@ -6,12 +6,22 @@ use homeline_config::{Log, LogFormat};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
+/// rsipstack logs every message it sends or receives, raw, at `info`: phone numbers are
+/// personal data, so its default level is `warn` unless `level` names it.
+fn quiet_stack(level: &str) -> String {
+    if level.contains("rsipstack") {
+        level.to_string()
+    } else {
+        format!("{level},rsipstack=warn")
+    }
+}
+
 /// Installs the global subscriber.
 pub(crate) fn init(log: &Log) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(s) if !s.trim().is_empty() => EnvFilter::try_new(&s)
             .with_context(|| format!("RUST_LOG=`{s}` is not a valid filter"))?,
-        _ => EnvFilter::try_new(&log.level)
+        _ => EnvFilter::try_new(quiet_stack(&log.level))
             .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?,
     };
     let builder = tracing_subscriber::fmt()

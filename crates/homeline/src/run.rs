@@ -4,6 +4,7 @@ use crate::logging;
 use anyhow::Context;
 use homeline_config::Config;
 use homeline_routing::{Router, SplitMix64};
+use homeline_sip::{EdgeSettings, SipEdge, UserSecret};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,29 +44,122 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         router_config.queues.len(),
         router_config.agents.len()
     );
-    report_not_built(&cfg);
-    Ok(ExitCode::SUCCESS)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(&cfg))
 }
 
-/// Says what `run` would start once it is built, and that it is not started.
-fn report_not_built(cfg: &Config) {
-    let list = |addrs: &[std::net::SocketAddr]| {
-        addrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+/// Starts the SIP edge and serves until SIGINT or SIGTERM.
+async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let edge = match SipEdge::start(sip_settings(cfg)).await {
+        Ok(edge) => edge,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the SIP edge");
+            eprintln!("homeline: {e}");
+            return Ok(ExitCode::from(1));
+        }
     };
-    warn!(
+    let list = |addrs: &[std::net::SocketAddr]| {
+        addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    };
+    info!(
         udp = %list(&cfg.sip.udp),
         tcp = %list(&cfg.sip.tcp),
         trunks = cfg.trunks.len(),
-        "not built yet: SIP edge (transports, registrar, trunks); nothing listens for SIP"
+        operators = cfg.agents.len(),
+        "SIP edge listening"
     );
-    warn!("not built yet: call path (B2BUA engine) and media (RTP relay, WebRTC)");
+    report_not_built(cfg);
+    wait_for_signal().await?;
+    info!(stats = ?edge.stats(), bindings = edge.bindings(), "shutting down");
+    edge.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// The SIP edge's settings from the validated configuration.
+fn sip_settings(cfg: &Config) -> EdgeSettings {
+    use homeline_config::{AgentSecret, DigestAlgorithm, Transport};
+    use homeline_sip::digest::Algorithm;
+    use homeline_sip::trunks::{TrunkSpec, TrunkTransport};
+    let sip = &cfg.sip;
+    EdgeSettings {
+        udp: sip.udp.clone(),
+        tcp: sip.tcp.clone(),
+        domain: sip.domain.clone(),
+        user_agent: sip.user_agent.clone(),
+        t1: sip.t1,
+        nonce_ttl: sip.nonce_ttl,
+        limits: homeline_sip::registrar::Limits {
+            min: sip.min_expires,
+            max: sip.max_expires,
+            default: sip.default_expires,
+            max_bindings: 10,
+        },
+        algorithms: sip
+            .digest_algorithms
+            .iter()
+            .map(|a| match a {
+                DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                DigestAlgorithm::Md5 => Algorithm::Md5,
+            })
+            .collect(),
+        max_message_size: sip.max_message_size,
+        users: cfg
+            .agents
+            .iter()
+            .map(|a| {
+                let secret = match &a.secret {
+                    AgentSecret::Password(p) => UserSecret::Password(p.expose().to_string()),
+                    AgentSecret::Ha1(h) => {
+                        UserSecret::Ha1 { md5: h.md5.clone(), sha256: h.sha256.clone() }
+                    }
+                };
+                (a.name.clone(), secret)
+            })
+            .collect(),
+        trunks: cfg
+            .trunks
+            .iter()
+            .map(|t| TrunkSpec {
+                name: t.name.clone(),
+                pbx: t.pbx,
+                transport: match t.transport {
+                    Transport::Udp => TrunkTransport::Udp,
+                    Transport::Tcp => TrunkTransport::Tcp,
+                },
+                allow: t.allow.clone(),
+                credentials: t
+                    .credentials
+                    .as_ref()
+                    .map(|c| (c.username.clone(), c.password.expose().to_string())),
+                options_interval: t.options_interval,
+                routes: t.routes.clone(),
+            })
+            .collect(),
+    }
+}
+
+
+/// Says plainly what is not built yet.
+fn report_not_built(cfg: &Config) {
+    warn!(
+        "not built yet: call path (B2BUA engine) and media (RTP relay, WebRTC); \
+         INVITEs for routed numbers are answered 480 Temporarily Unavailable"
+    );
     warn!(
         listen = %cfg.http.listen,
         "not built yet: HTTP API, operator console and metrics; nothing listens for HTTP"
     );
-    info!("nothing to serve yet; homeline exits");
 }

@@ -224,12 +224,18 @@ impl DigestAuthority {
         nonce
     }
 
-    /// `WWW-Authenticate` values for a new challenge: SHA-256 first (preferred), then MD5,
-    /// sharing one nonce.
-    pub fn challenge(&mut self, now_secs: u64, salt: u64, stale: bool) -> Vec<String> {
+    /// `WWW-Authenticate` values for a new challenge, one per algorithm in order of
+    /// preference (RFC 8760: SHA-256 before MD5), sharing one nonce.
+    pub fn challenge(
+        &mut self,
+        now_secs: u64,
+        salt: u64,
+        stale: bool,
+        algorithms: &[Algorithm],
+    ) -> Vec<String> {
         let nonce = self.nonce(now_secs, salt);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5]
+        algorithms
             .iter()
             .map(|a| {
                 format!(
@@ -242,14 +248,14 @@ impl DigestAuthority {
     }
 
     /// Checks the credentials header `header` of a request with `method` at `now_secs`;
-    /// returns the authenticated user name.
+    /// returns the authenticated user name and the algorithm used.
     pub fn verify(
         &mut self,
         now_secs: u64,
         method: &str,
         header: Option<&str>,
         creds: &impl Credentials,
-    ) -> Result<String, AuthError> {
+    ) -> Result<(String, Algorithm), AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let r = parse_credentials(header).ok_or(AuthError::Malformed("not a Digest header"))?;
         if r.username.is_empty() || r.nonce.is_empty() || r.response.is_empty() {
@@ -300,7 +306,7 @@ impl DigestAuthority {
             Some((last, _)) if nc_value <= *last => Err(AuthError::Rejected),
             Some((last, _)) => {
                 *last = nc_value;
-                Ok(r.username)
+                Ok((r.username, algorithm))
             }
         }
     }
@@ -354,15 +360,15 @@ mod tests {
     fn both_algorithms_succeed_and_replay_is_refused() {
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             let mut auth = authority();
-            let ch = auth.challenge(1000, 1, false);
+            let ch = auth.challenge(1000, 1, false, &[Algorithm::Sha256, Algorithm::Md5]);
             assert_eq!(ch.len(), 2);
             assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
             let nonce = auth.nonce(1000, 2);
             let h = answer(alg, &nonce, "secret", "00000001", "alice");
-            assert_eq!(auth.verify(1001, "REGISTER", Some(&h), &Users), Ok("alice".into()));
+            assert_eq!(auth.verify(1001, "REGISTER", Some(&h), &Users), Ok(("alice".into(), alg)));
             assert_eq!(auth.verify(1001, "REGISTER", Some(&h), &Users), Err(AuthError::Rejected), "replay");
             let h2 = answer(alg, &nonce, "secret", "00000002", "alice");
-            assert_eq!(auth.verify(1002, "REGISTER", Some(&h2), &Users), Ok("alice".into()));
+            assert_eq!(auth.verify(1002, "REGISTER", Some(&h2), &Users), Ok(("alice".into(), alg)));
         }
     }
 

@@ -1,0 +1,609 @@
+//! The SIP edge at run time: rsipstack endpoint, listeners, request handlers, registrar and
+//! trunk keepalive tasks. Handlers stay short: they parse into the crate's own types, ask the
+//! pure parts (`digest`, `registrar`, `trunks`) and answer.
+
+use crate::digest::{Algorithm, AuthError, Credentials, DigestAuthority, ha1};
+use crate::guard::{GuardedUdpSocket, Inspector};
+use crate::registrar::{
+    ContactSpec, Contacts, FlowId, Limits, RegisterError, RegisterRequest, Registrar, Transport,
+};
+use crate::stats::{SipStats, SipStatsSnapshot};
+use crate::trunks::{Identity, Route, TrunkSpec, TrunkTable, TrunkTransport};
+use rsipstack::EndpointBuilder;
+use rsipstack::platform::CancellationToken;
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Header, Method, StatusCode, StatusCodeKind, Uri};
+use rsipstack::transaction::Endpoint;
+use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transaction::{CallIdFormat, make_tag};
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, SipConnection, TcpListenerConnection, TransportLayer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Methods homeline answers; the `Allow` header.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+
+/// An operator's secret, as the registrar needs it.
+#[derive(Debug, Clone)]
+pub enum UserSecret {
+    /// The plaintext password.
+    Password(String),
+    /// Precomputed `H(user:realm:password)` per algorithm (lower-case hex).
+    Ha1 { md5: Option<String>, sha256: Option<String> },
+}
+
+/// Everything the edge needs, from the validated configuration.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    /// SIP domain and digest realm.
+    pub domain: String,
+    pub user_agent: String,
+    pub t1: Duration,
+    pub nonce_ttl: Duration,
+    pub limits: Limits,
+    /// Digest algorithms offered, in order of preference.
+    pub algorithms: Vec<Algorithm>,
+    pub max_message_size: usize,
+    pub users: HashMap<String, UserSecret>,
+    pub trunks: Vec<TrunkSpec>,
+}
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("cannot listen on {transport} {addr}: {source}")]
+    Bind { transport: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("SIP stack: {0}")]
+    Stack(String),
+}
+
+struct Users {
+    realm: String,
+    secrets: HashMap<String, UserSecret>,
+}
+
+impl Credentials for Users {
+    fn ha1(&self, user: &str, algorithm: Algorithm) -> Option<String> {
+        match self.secrets.get(user)? {
+            UserSecret::Password(p) => Some(ha1(algorithm, user, &self.realm, p)),
+            UserSecret::Ha1 { md5, sha256 } => match algorithm {
+                Algorithm::Md5 => md5.clone(),
+                Algorithm::Sha256 => sha256.clone(),
+            },
+        }
+    }
+}
+
+/// Trunks that may have sent a request, by their digest usernames.
+struct TrunkCreds<'a> {
+    realm: &'a str,
+    trunks: &'a [&'a TrunkSpec],
+}
+
+impl Credentials for TrunkCreds<'_> {
+    fn ha1(&self, user: &str, algorithm: Algorithm) -> Option<String> {
+        let (_, password) =
+            self.trunks.iter().filter_map(|t| t.credentials.as_ref()).find(|(u, _)| u == user)?;
+        Some(ha1(algorithm, user, self.realm, password))
+    }
+}
+
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+struct Shared {
+    settings: EdgeSettings,
+    users: Users,
+    trunks: TrunkTable,
+    auth: Mutex<DigestAuthority>,
+    registrar: Mutex<Registrar>,
+    /// TCP flows operators registered over, by [`flow_key`], to reach them back.
+    flows: Mutex<HashMap<String, SipConnection>>,
+    stats: Arc<SipStats>,
+    trunk_state: Vec<AtomicU8>,
+    started: Instant,
+    salt: AtomicU64,
+    endpoint: EndpointInnerRef,
+    udp: Vec<SipConnection>,
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (each critical
+/// section is one call into a pure structure).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The key of a connection in the flow table.
+pub(crate) fn flow_key(remote: &SipAddr) -> String {
+    remote.to_string()
+}
+
+fn flow_id(key: &str) -> FlowId {
+    // FNV-1a: stable, cheap, good enough to tell connections apart.
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// A running SIP edge.
+pub struct SipEdge {
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SipEdge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipEdge").field("udp", &self.shared.settings.udp).finish_non_exhaustive()
+    }
+}
+
+impl SipEdge {
+    /// Binds every listener (failing if any cannot be bound) and starts serving.
+    pub async fn start(settings: EdgeSettings) -> Result<SipEdge, EdgeError> {
+        let cancel = CancellationToken::new();
+        let stats = Arc::new(SipStats::default());
+        let layer = TransportLayer::new(cancel.child_token());
+        let mut udp = Vec::new();
+        for &addr in &settings.udp {
+            let bind = |source| EdgeError::Bind { transport: "udp", addr, source };
+            let sock = tokio::net::UdpSocket::bind(addr).await.map_err(bind)?;
+            let guarded = GuardedUdpSocket {
+                inner: sock,
+                stats: stats.clone(),
+                max_message_size: settings.max_message_size,
+            };
+            let conn = UdpConnection::from_socket(Arc::new(guarded), None, Some(cancel.child_token()))
+                .await
+                .map_err(|e| EdgeError::Stack(e.to_string()))?;
+            udp.push(SipConnection::Udp(conn.clone()));
+            layer.add_transport(conn.into());
+        }
+        for &addr in &settings.tcp {
+            // rsipstack binds inside `serve` and only logs a failure: try the address first.
+            std::net::TcpListener::bind(addr)
+                .map_err(|source| EdgeError::Bind { transport: "tcp", addr, source })?;
+            let tcp = TcpListenerConnection::new(addr.into(), None)
+                .await
+                .map_err(|e| EdgeError::Stack(e.to_string()))?;
+            layer.add_transport(tcp.into());
+        }
+        // A registered operator's TCP connection must outlive its registration.
+        layer.set_stream_idle_timeout(settings.limits.max + Duration::from_secs(120));
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let option = EndpointOption {
+            t1: settings.t1,
+            t1x64: settings.t1 * 64,
+            callid_suffix: Some(settings.domain.clone()),
+            callid_format: CallIdFormat::UuidWithSuffix,
+            ..Default::default()
+        };
+        let mut builder = EndpointBuilder::new();
+        builder
+            .with_user_agent(&settings.user_agent)
+            .with_transport_layer(layer)
+            .with_cancel_token(cancel.clone())
+            .with_option(option)
+            .with_transport_inspector(Box::new(Inspector { stats: stats.clone(), closed: closed_tx }));
+        let endpoint = builder.build();
+        let mut incoming =
+            endpoint.incoming_transactions().map_err(|e| EdgeError::Stack(e.to_string()))?;
+
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| EdgeError::Stack(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            users: Users { realm: settings.domain.clone(), secrets: settings.users.clone() },
+            trunks: TrunkTable::new(settings.trunks.clone()),
+            auth: Mutex::new(DigestAuthority::new(
+                settings.domain.clone(),
+                secret,
+                settings.nonce_ttl.as_secs().max(1),
+            )),
+            registrar: Mutex::new(Registrar::new(settings.limits)),
+            flows: Mutex::new(HashMap::new()),
+            stats,
+            trunk_state: settings.trunks.iter().map(|_| AtomicU8::new(UNKNOWN)).collect(),
+            started: Instant::now(),
+            salt: AtomicU64::new(u64::from_le_bytes([secret[0], secret[1], secret[2], secret[3], 0, 0, 0, 0])),
+            endpoint: endpoint.inner.clone(),
+            udp,
+            settings,
+        });
+
+        let mut tasks = Vec::new();
+        let inner = endpoint.inner.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = inner.serve().await {
+                tracing::error!(error = %e, "SIP endpoint stopped");
+            }
+        }));
+        let (sh, token) = (shared.clone(), cancel.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    tx = incoming.recv() => match tx {
+                        Some(tx) => { tokio::spawn(handle(tx, sh.clone())); }
+                        None => break,
+                    },
+                }
+            }
+        }));
+        let (sh, token) = (shared.clone(), cancel.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    key = closed_rx.recv() => {
+                        let Some(key) = key else { break };
+                        lock(&sh.flows).remove(&key);
+                        for (user, b) in lock(&sh.registrar).remove_flow(flow_id(&key)) {
+                            tracing::info!(user, transport = b.transport.as_str(), "unregistered: connection closed");
+                        }
+                    }
+                    _ = tick.tick() => {
+                        for (user, b) in lock(&sh.registrar).expire(Instant::now()) {
+                            tracing::info!(user, transport = b.transport.as_str(), "registration expired");
+                        }
+                    }
+                }
+            }
+        }));
+        for (i, trunk) in shared.settings.trunks.iter().enumerate() {
+            if let Some(every) = trunk.options_interval {
+                let (sh, token) = (shared.clone(), cancel.clone());
+                tasks.push(tokio::spawn(async move { keepalive(sh, i, every, token).await }));
+            }
+        }
+        Ok(SipEdge { endpoint, shared, cancel, tasks })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> SipStatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Each trunk with its keepalive state: `Some(true)` up, `Some(false)` down, `None` not
+    /// known yet (or no keepalive).
+    pub fn trunk_status(&self) -> Vec<(String, Option<bool>)> {
+        let sh = &self.shared;
+        sh.settings
+            .trunks
+            .iter()
+            .zip(&sh.trunk_state)
+            .map(|(t, s)| {
+                let state = match s.load(Ordering::Relaxed) {
+                    UP => Some(true),
+                    DOWN => Some(false),
+                    _ => None,
+                };
+                (t.name.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Current registered contacts, all users.
+    pub fn bindings(&self) -> usize {
+        lock(&self.shared.registrar).len()
+    }
+
+    /// Stops listening and every task.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.endpoint.shutdown();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
+}
+
+/// Answers one request.
+async fn handle(mut tx: Transaction, sh: Arc<Shared>) {
+    SipStats::bump(&sh.stats.requests);
+    // Over UDP answer the address the request came from (symmetric response routing; also
+    // avoids rsipstack's malformed `received` for IPv6).
+    if let Some(conn) = &tx.connection
+        && !conn.is_reliable()
+    {
+        tx.destination = conn.get_remote_addr().cloned();
+    }
+    let method = tx.original.method;
+    if method == Method::Ack {
+        return;
+    }
+    let max_forwards = tx
+        .original
+        .max_forwards_header()
+        .ok()
+        .and_then(|h| h.value().trim().parse::<u32>().ok());
+    let result = if max_forwards == Some(0) {
+        tx.reply(StatusCode::TooManyHops).await
+    } else {
+        match method {
+            Method::Options => tx.reply_with(StatusCode::OK, capabilities(), None).await,
+            Method::Register => register(&mut tx, &sh).await,
+            Method::Invite => invite(&mut tx, &sh).await,
+            Method::Bye | Method::Cancel => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+            Method::Subscribe
+            | Method::Notify
+            | Method::Message
+            | Method::Info
+            | Method::Update
+            | Method::PRack
+            | Method::Refer
+            | Method::Publish => {
+                let allow = vec![Header::Allow(ALLOW.into())];
+                tx.reply_with(StatusCode::MethodNotAllowed, allow, None).await
+            }
+            _ => tx.reply(StatusCode::NotImplemented).await,
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "could not answer");
+    }
+    if method == Method::Invite {
+        // Keep the transaction driven until it ends: retransmits the final response and
+        // absorbs the ACK.
+        while tx.receive().await.is_some() {}
+    }
+}
+
+fn capabilities() -> Vec<Header> {
+    vec![
+        Header::Allow(ALLOW.into()),
+        Header::Accept("application/sdp".into()),
+        Header::Supported("replaces, timer".into()),
+    ]
+}
+
+fn source_of(tx: &Transaction) -> Option<(SocketAddr, Transport, SipConnection)> {
+    let conn = tx.connection.clone()?;
+    let remote = conn.get_remote_addr()?.get_socketaddr().ok()?;
+    let transport = if conn.is_reliable() { Transport::Tcp } else { Transport::Udp };
+    Some((remote, transport, conn))
+}
+
+impl Shared {
+    fn now_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    fn challenge(&self, stale: bool) -> Vec<Header> {
+        let salt = self.salt.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        lock(&self.auth)
+            .challenge(self.now_secs(), salt, stale, &self.settings.algorithms)
+            .into_iter()
+            .map(|v| Header::WwwAuthenticate(v.into()))
+            .collect()
+    }
+}
+
+/// Replies to an authentication failure: challenge, stale challenge or `403`.
+async fn refuse(tx: &mut Transaction, sh: &Shared, err: AuthError) -> rsipstack::Result<()> {
+    match err {
+        AuthError::Missing | AuthError::Malformed(_) => {
+            tx.reply_with(StatusCode::Unauthorized, sh.challenge(false), None).await
+        }
+        AuthError::Stale => tx.reply_with(StatusCode::Unauthorized, sh.challenge(true), None).await,
+        AuthError::Rejected => {
+            SipStats::bump(&sh.stats.auth_failures);
+            tx.reply(StatusCode::Forbidden).await
+        }
+    }
+}
+
+async fn register(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
+    let req = &tx.original;
+    let header = req.authorization_header().map(|h| h.value().to_string());
+    let verified = lock(&sh.auth).verify(sh.now_secs(), "REGISTER", header.as_deref(), &sh.users);
+    let (user, algorithm) = match verified {
+        Ok(v) => v,
+        Err(e) => return refuse(tx, sh, e).await,
+    };
+    let to_user = req.to_header().ok().and_then(|t| t.typed().ok()).and_then(|t| t.uri.user().map(str::to_string));
+    if to_user.as_deref() != Some(user.as_str()) {
+        SipStats::bump(&sh.stats.auth_failures);
+        return tx.reply(StatusCode::Forbidden).await;
+    }
+    let Some(parsed) = parse_register(tx) else {
+        crate::guard::note_malformed(&sh.stats, source_of(tx).map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.0), "bad REGISTER");
+        return tx.reply(StatusCode::BadRequest).await;
+    };
+    let now = Instant::now();
+    let result = lock(&sh.registrar).register(&user, &parsed, now);
+    match result {
+        Err(RegisterError::IntervalTooBrief { min_secs }) => {
+            let h = vec![Header::MinExpires(min_secs.to_string().into())];
+            tx.reply_with(StatusCode::IntervalTooBrief, h, None).await
+        }
+        Err(RegisterError::BadRequest(_)) => tx.reply(StatusCode::BadRequest).await,
+        Err(RegisterError::OutOfOrder) => tx.reply(StatusCode::ServerInternalError).await,
+        Ok(changes) => {
+            SipStats::bump(&sh.stats.registrations);
+            if parsed.transport == Transport::Tcp
+                && let Some((_, _, conn)) = source_of(tx)
+                && let Some(remote) = conn.get_remote_addr()
+            {
+                lock(&sh.flows).insert(flow_key(remote), conn.clone());
+            }
+            for b in changes.added.iter().chain(&changes.refreshed) {
+                let expires = b.expires_at.saturating_duration_since(now).as_secs();
+                tracing::info!(user, algorithm = algorithm.token(), transport = b.transport.as_str(), expires, "registered");
+            }
+            for b in &changes.removed {
+                tracing::info!(user, transport = b.transport.as_str(), "unregistered");
+            }
+            let bindings: Vec<Header> = lock(&sh.registrar)
+                .lookup(&user)
+                .iter()
+                .map(|b| {
+                    let left = b.expires_at.saturating_duration_since(now).as_secs();
+                    Header::Contact(format!("<{}>;expires={left}", b.uri).into())
+                })
+                .collect();
+            tx.reply_with(StatusCode::OK, bindings, None).await
+        }
+    }
+}
+
+/// The registrar's view of a REGISTER; `None` if it is malformed.
+fn parse_register(tx: &Transaction) -> Option<RegisterRequest> {
+    let req = &tx.original;
+    let (source, transport, conn) = source_of(tx)?;
+    let raw: Vec<&str> = req
+        .headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Contact(c) => Some(c.value()),
+            _ => None,
+        })
+        .collect();
+    let contacts = if raw.is_empty() {
+        Contacts::Query
+    } else if raw.len() == 1 && raw[0].trim() == "*" {
+        Contacts::Wildcard
+    } else {
+        let list = req.typed_contact_headers().ok()?;
+        Contacts::List(list.iter().map(|c| ContactSpec { uri: c.uri.to_string(), expires: c.expires() }).collect())
+    };
+    let expires = match req.expires_header() {
+        Some(h) => Some(h.value().trim().parse::<u32>().ok()?),
+        None => None,
+    };
+    let call_id = req.call_id_header().ok()?.value().to_string();
+    let cseq = req.cseq_header().ok()?.seq().ok()?;
+    let flow = match transport {
+        Transport::Udp => 0,
+        Transport::Tcp => flow_id(&flow_key(conn.get_remote_addr()?)),
+    };
+    Some(RegisterRequest { contacts, expires, call_id, cseq, source, transport, flow })
+}
+
+async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
+    tx.send_trying().await?;
+    let Some((source, _, _)) = source_of(tx) else {
+        return tx.reply(StatusCode::BadRequest).await;
+    };
+    let trunk = match sh.trunks.identify(source.ip()) {
+        Identity::Trunk(t) => t,
+        Identity::Unknown => {
+            let total = SipStats::bump(&sh.stats.forbidden_source);
+            tracing::warn!(total, from = %source.ip(), "INVITE from no configured trunk");
+            return tx.reply(StatusCode::Forbidden).await;
+        }
+        Identity::NeedsDigest(candidates) => {
+            let header = tx.original.authorization_header().map(|h| h.value().to_string());
+            let creds = TrunkCreds { realm: &sh.settings.domain, trunks: &candidates };
+            let verified = lock(&sh.auth).verify(sh.now_secs(), "INVITE", header.as_deref(), &creds);
+            match verified {
+                Ok((user, _)) => match candidates
+                    .iter()
+                    .find(|t| t.credentials.as_ref().is_some_and(|(u, _)| *u == user))
+                {
+                    Some(t) => t,
+                    None => return tx.reply(StatusCode::Forbidden).await,
+                },
+                Err(e) => return refuse(tx, sh, e).await,
+            }
+        }
+    };
+    let number = tx.original.uri.user().unwrap_or_default().to_string();
+    match TrunkTable::route(trunk, &number) {
+        Route::NotFound => {
+            SipStats::bump(&sh.stats.unknown_number);
+            tracing::info!(trunk = %trunk.name, "INVITE for a number no route names");
+            tx.reply(StatusCode::NotFound).await
+        }
+        Route::Queue(queue) => {
+            tracing::info!(trunk = %trunk.name, queue, "INVITE for a queue: call path not built yet, 480");
+            tx.reply(StatusCode::TemporarilyUnavailable).await
+        }
+    }
+}
+
+/// Pings trunk `i` with OPTIONS every `every`, logging changes between up and down.
+async fn keepalive(sh: Arc<Shared>, i: usize, every: Duration, token: CancellationToken) {
+    let trunk = &sh.settings.trunks[i];
+    loop {
+        let up = ping(&sh, trunk).await;
+        let new = if up { UP } else { DOWN };
+        let old = sh.trunk_state[i].swap(new, Ordering::Relaxed);
+        if old != new {
+            if up {
+                tracing::info!(trunk = %trunk.name, pbx = %trunk.pbx, "trunk up");
+            } else {
+                tracing::warn!(trunk = %trunk.name, pbx = %trunk.pbx, "trunk down");
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// One OPTIONS to a trunk's PBX: up if it answered anything but a timeout or failure.
+async fn ping(sh: &Shared, trunk: &TrunkSpec) -> bool {
+    match options_to(sh, trunk).await {
+        Ok(code) => !matches!(code, 408 | 503),
+        Err(e) => {
+            tracing::debug!(trunk = %trunk.name, error = %e, "OPTIONS ping failed");
+            false
+        }
+    }
+}
+
+async fn options_to(sh: &Shared, trunk: &TrunkSpec) -> rsipstack::Result<u16> {
+    let (transport, suffix) = match trunk.transport {
+        TrunkTransport::Udp => (rsipstack::sip::Transport::Udp, ""),
+        TrunkTransport::Tcp => (rsipstack::sip::Transport::Tcp, ";transport=tcp"),
+    };
+    let v6 = trunk.pbx.is_ipv6();
+    let local = sh
+        .endpoint
+        .transport_layer
+        .get_listen_addrs()
+        .into_iter()
+        .find(|a| {
+            a.r#type == Some(transport) && a.get_socketaddr().is_ok_and(|s| s.is_ipv6() == v6)
+        })
+        .ok_or_else(|| rsipstack::Error::Error("no listener for the trunk's transport".into()))?;
+    let target = Uri::try_from(format!("sip:{}{suffix}", trunk.pbx).as_str())?;
+    let via = sh.endpoint.get_via(Some(local.clone()), None)?;
+    let from = rsipstack::sip::typed::From {
+        display_name: None,
+        uri: Uri::try_from(format!("sip:homeline@{}", local.addr).as_str())?,
+        params: vec![rsipstack::sip::Param::Tag(make_tag())],
+    };
+    let to = rsipstack::sip::typed::To { display_name: None, uri: target.clone(), params: vec![] };
+    let req = sh.endpoint.make_request(Method::Options, target, via, from, to, 1, None);
+    let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
+    let conn = match trunk.transport {
+        TrunkTransport::Udp => sh
+            .udp
+            .iter()
+            .find(|c| c.get_addr().get_socketaddr().is_ok_and(|s| s.is_ipv6() == v6))
+            .cloned(),
+        TrunkTransport::Tcp => None,
+    };
+    let mut tx = Transaction::new_client(key, req, sh.endpoint.clone(), conn);
+    tx.destination = Some(SipAddr::new(transport, trunk.pbx.into()));
+    tx.send().await?;
+    while let Some(msg) = tx.receive().await {
+        if let rsipstack::sip::SipMessage::Response(r) = msg
+            && r.status_code.kind() != StatusCodeKind::Provisional
+        {
+            return Ok(u16::from(r.status_code));
+        }
+    }
+    Err(rsipstack::Error::Error("no final response".into()))
+}
