@@ -8,8 +8,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the suites need, as COMMAND:PACKAGE pairs: PACKAGE is installed only when
-# COMMAND is missing. Later suites add theirs here (e.g. "sipp:sip-tester", "baresip:baresip").
-DEBIAN_PACKAGES=()
+# COMMAND is missing. The SIP edge tests (crates/homeline/tests/sip_edge.rs, tests/sip/) run
+# SIPp, baresip, linphone-daemon and a python sender against homeline.
+DEBIAN_PACKAGES=(
+    "sipp:sip-tester"
+    "baresip:baresip-core"
+    "linphone-daemon:linphone-cli"
+    "python3:python3"
+)
 
 # Installs the package of each COMMAND:PACKAGE pair whose command is missing.
 ensure_debian_packages() {

@@ -28,6 +28,7 @@ pub(crate) struct AgentDraft {
     pub(crate) line: usize,
     pub(crate) name_line: usize,
     pub(crate) password_line: usize,
+    pub(crate) ha1_line: usize,
     /// Line of each membership, in `agent.queues` order.
     pub(crate) queue_lines: Vec<usize>,
 }
@@ -164,6 +165,7 @@ pub(crate) fn agent(
         line: t.line,
         name_line: t.line_of(ctx, "name"),
         password_line: t.line_of(ctx, "password"),
+        ha1_line: t.line_of(ctx, "password_ha1"),
         queue_lines,
         agent: Agent {
             name,

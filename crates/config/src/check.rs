@@ -2,7 +2,7 @@
 //! overlapping trunks, and unsafe combinations (demo credentials off loopback).
 
 use crate::agent::{AgentDraft, DEMO_PASSWORD};
-use crate::model::{AgentSecret, Http, Sip, Transport};
+use crate::model::{AgentSecret, DigestAlgorithm, Http, Sip, Transport};
 use crate::queue::QueueDraft;
 use crate::reader::Ctx;
 use crate::trunk::TrunkDraft;
@@ -191,7 +191,33 @@ pub(crate) fn cross_check(
         }
     }
 
+    digest_hashes(ctx, sip, agents);
     demo_credentials(ctx, sip, http, agents);
+}
+
+/// An operator known only by digest hashes needs one for an algorithm homeline offers.
+fn digest_hashes(ctx: &mut Ctx, sip: &Sip, agents: &[AgentDraft]) {
+    for a in agents {
+        let AgentSecret::Ha1(h) = &a.agent.secret else {
+            continue;
+        };
+        let usable = sip.digest_algorithms.iter().any(|alg| match alg {
+            DigestAlgorithm::Md5 => h.md5.is_some(),
+            DigestAlgorithm::Sha256 => h.sha256.is_some(),
+        });
+        if !usable && !sip.digest_algorithms.is_empty() {
+            let offered: Vec<_> = sip.digest_algorithms.iter().map(|a| a.as_str()).collect();
+            ctx.error(
+                a.ha1_line,
+                &format!("{}.password_ha1", a.path),
+                format!(
+                    "no hash for an algorithm in sip.digest_algorithms ({}): this operator \
+                     could never authenticate",
+                    offered.join(", ")
+                ),
+            );
+        }
+    }
 }
 
 /// Warns about each operator still using the demo password when anything listens (or is

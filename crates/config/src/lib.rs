@@ -43,8 +43,8 @@ pub use agent::DEMO_PASSWORD;
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use duration::{InvalidDuration, format_duration, parse_duration};
 pub use model::{
-    Agent, AgentSecret, Answer, Config, Credentials, Defaults, Ha1, Host, Http, Log, LogFormat,
-    Media, Queue, Secret, Sip, Transport, Trunk,
+    Agent, AgentSecret, Answer, Config, Credentials, Defaults, DigestAlgorithm, Ha1, Host, Http,
+    Log, LogFormat, Media, Queue, Secret, Sip, Transport, Trunk,
 };
 
 use homeline_routing::{AgentConfig, RouterConfig};

@@ -37,6 +37,44 @@ pub struct Sip {
     pub public_address: Host,
     /// `User-Agent` / `Server` header value.
     pub user_agent: String,
+    /// SIP timer T1, the round-trip estimate (RFC 3261 §17): retransmissions start at T1 and a
+    /// transaction times out after 64*T1. 10ms to 10s.
+    pub t1: Duration,
+    /// How long a digest nonce is accepted; past it the client is challenged again with
+    /// `stale=true`. 1s to 1h.
+    pub nonce_ttl: Duration,
+    /// Shortest registration accepted; a shorter one gets `423 Interval Too Brief`. Whole
+    /// seconds, at least 1s.
+    pub min_expires: Duration,
+    /// Longest registration granted; a longer request is shortened to it.
+    pub max_expires: Duration,
+    /// Expiry of a registration that asks for none. `min_expires <= default_expires <=
+    /// max_expires`.
+    pub default_expires: Duration,
+    /// Largest SIP message accepted, in bytes (512 to 65535); larger ones are dropped.
+    pub max_message_size: usize,
+    /// Digest algorithms offered in challenges, one `WWW-Authenticate` each, in this order.
+    /// Never empty, no repeats.
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+}
+
+/// A digest authentication algorithm (RFC 8760).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    /// `SHA-256`.
+    Sha256,
+    /// `MD5`.
+    Md5,
+}
+
+impl DigestAlgorithm {
+    /// The name as written in the file and in the `algorithm=` parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "SHA-256",
+            DigestAlgorithm::Md5 => "MD5",
+        }
+    }
 }
 
 /// `[http]`: console, agent WebSocket, admin API, metrics.

@@ -1,10 +1,25 @@
 //! The single-table sections: `[sip]`, `[http]`, `[media]`, `[log]` and `[defaults]`.
 
-use crate::model::{Defaults, Host, Http, Log, LogFormat, Media, Secret, Sip};
+use crate::duration::format_duration;
+use crate::model::{Defaults, DigestAlgorithm, Host, Http, Log, LogFormat, Media, Secret, Sip};
 use crate::reader::{self, Ctx, Table, Value};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
-pub(crate) const SIP_KEYS: &[&str] = &["udp", "tcp", "domain", "public_address", "user_agent"];
+pub(crate) const SIP_KEYS: &[&str] = &[
+    "udp",
+    "tcp",
+    "domain",
+    "public_address",
+    "user_agent",
+    "t1",
+    "nonce_ttl",
+    "min_expires",
+    "max_expires",
+    "default_expires",
+    "max_message_size",
+    "digest_algorithms",
+];
 pub(crate) const HTTP_KEYS: &[&str] = &["listen", "admin_token"];
 pub(crate) const MEDIA_KEYS: &[&str] = &["public_ip", "rtp_port_min", "rtp_port_max", "webrtc_udp"];
 pub(crate) const LOG_KEYS: &[&str] = &["format", "level"];
@@ -64,6 +79,119 @@ fn not_unspecified(ip: IpAddr) -> Result<IpAddr, String> {
     }
 }
 
+/// A duration in `min..=max`.
+fn duration_in(min: Duration, max: Duration) -> impl Fn(&Value<'_>) -> Result<Duration, String> {
+    move |v| {
+        let d = reader::duration(v)?;
+        if (min..=max).contains(&d) {
+            Ok(d)
+        } else {
+            Err(format!(
+                "must be between {} and {}, found {}",
+                format_duration(min),
+                format_duration(max),
+                format_duration(d)
+            ))
+        }
+    }
+}
+
+/// A registration expiry: whole seconds (the `Expires` header counts seconds), at least 1s.
+fn expiry(v: &Value<'_>) -> Result<Duration, String> {
+    let d = duration_in(Duration::from_secs(1), Duration::from_secs(u32::MAX.into()))(v)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "must be a whole number of seconds (Expires counts seconds), found {}",
+            format_duration(d)
+        ));
+    }
+    Ok(d)
+}
+
+/// `min_expires`, `max_expires` and `default_expires`, with `min <= default <= max`.
+fn expires(ctx: &mut Ctx, t: &Table<'_, '_>) -> (Duration, Duration, Duration) {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let min = t.opt(ctx, "min_expires", expiry);
+    let max = t.opt(ctx, "max_expires", expiry);
+    let default = t.opt(ctx, "default_expires", expiry);
+    let (min_v, max_v) = (min.unwrap_or(Duration::from_secs(60)), max.unwrap_or(HOUR));
+    let f = format_duration;
+    // A bound that failed to read is reported already; comparing its default would add noise.
+    let bad = |ctx: &Ctx, k: &str| ctx.has_errors_for(&t.key(k));
+    if bad(ctx, "min_expires") || bad(ctx, "max_expires") || bad(ctx, "default_expires") {
+        return (min_v, max_v, default.unwrap_or(HOUR.min(max_v).max(min_v)));
+    }
+    if min_v > max_v {
+        let k = if t.has("min_expires") {
+            "min_expires"
+        } else {
+            "max_expires"
+        };
+        t.error_on(
+            ctx,
+            k,
+            format!(
+                "min_expires ({}) is above max_expires ({})",
+                f(min_v),
+                f(max_v)
+            ),
+        );
+    }
+    // Left out, the default follows the bounds: one hour, or the nearest bound.
+    let default_v = default.unwrap_or_else(|| HOUR.min(max_v).max(min_v));
+    if default.is_some() && !(min_v..=max_v).contains(&default_v) && min_v <= max_v {
+        t.error_on(
+            ctx,
+            "default_expires",
+            format!(
+                "{} is outside min_expires..max_expires ({}..{})",
+                f(default_v),
+                f(min_v),
+                f(max_v)
+            ),
+        );
+    }
+    (min_v, max_v, default_v)
+}
+
+/// `digest_algorithms`: a non-empty list without repeats, in order of preference.
+fn digest_algorithms(ctx: &mut Ctx, t: &Table<'_, '_>) -> Vec<DigestAlgorithm> {
+    const CHOICES: &[(&str, DigestAlgorithm)] = &[
+        ("SHA-256", DigestAlgorithm::Sha256),
+        ("MD5", DigestAlgorithm::Md5),
+    ];
+    let Some(list) = t.list(
+        ctx,
+        "digest_algorithms",
+        |ctx, key, v| match reader::choice(v, CHOICES) {
+            Ok(a) => Some((a, v)),
+            Err(p) => {
+                ctx.error_at(v, key, p);
+                None
+            }
+        },
+    ) else {
+        return vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5];
+    };
+    let key = t.key("digest_algorithms");
+    let mut out: Vec<DigestAlgorithm> = Vec::with_capacity(list.len());
+    for (a, v) in list {
+        if out.contains(&a) {
+            ctx.error_at(v, &key, format!("\"{}\" is listed twice", a.as_str()));
+        } else {
+            out.push(a);
+        }
+    }
+    if out.is_empty() && !ctx.has_errors_for(&key) {
+        t.error_on(
+            ctx,
+            "digest_algorithms",
+            "must not be empty: list \"SHA-256\" and/or \"MD5\"",
+        );
+    }
+    out
+}
+
 pub(crate) fn sip(ctx: &mut Ctx, t: &Table<'_, '_>) -> Sip {
     let default = SocketAddr::new(LOOPBACK, 5060);
     let udp = listen_list(t, ctx, "udp", default);
@@ -80,12 +208,40 @@ pub(crate) fn sip(ctx: &mut Ctx, t: &Table<'_, '_>) -> Sip {
     let user_agent = t
         .opt(ctx, "user_agent", reader::owned)
         .unwrap_or_else(|| "homeline".into());
+    let t1 = t
+        .opt(
+            ctx,
+            "t1",
+            duration_in(Duration::from_millis(10), Duration::from_secs(10)),
+        )
+        .unwrap_or(Duration::from_millis(500));
+    let nonce_ttl = t
+        .opt(
+            ctx,
+            "nonce_ttl",
+            duration_in(Duration::from_secs(1), Duration::from_secs(3600)),
+        )
+        .unwrap_or(Duration::from_secs(300));
+    let (min_expires, max_expires, default_expires) = expires(ctx, t);
+    let max_message_size = t
+        .opt(ctx, "max_message_size", |v| {
+            reader::int::<usize>(v, 512, 65535)
+        })
+        .unwrap_or(65535);
+    let digest_algorithms = digest_algorithms(ctx, t);
     Sip {
         udp,
         tcp,
         domain,
         public_address,
         user_agent,
+        t1,
+        nonce_ttl,
+        min_expires,
+        max_expires,
+        default_expires,
+        max_message_size,
+        digest_algorithms,
     }
 }
 

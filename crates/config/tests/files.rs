@@ -1,7 +1,9 @@
 //! The shipped configuration files: the default and the examples validate, and every key the
 //! loader accepts is documented in the default file.
 
-use homeline_config::{AgentSecret, Answer, KNOWN_KEYS, Loaded, LogFormat, Transport, load};
+use homeline_config::{
+    AgentSecret, Answer, DigestAlgorithm, KNOWN_KEYS, Loaded, LogFormat, Transport, load,
+};
 use homeline_routing::{OverflowConfig, Strategy, WhenEmpty};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +32,21 @@ fn default_config_is_valid_and_as_documented() {
             .all(|a| a.ip().is_loopback() && a.port() == 5060)
     );
     assert_eq!((c.sip.udp.len(), c.sip.tcp.len()), (1, 1));
+    assert_eq!(c.sip.t1, Duration::from_millis(500));
+    assert_eq!(c.sip.nonce_ttl, Duration::from_secs(300));
+    assert_eq!(
+        (c.sip.min_expires, c.sip.default_expires, c.sip.max_expires),
+        (
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600)
+        )
+    );
+    assert_eq!(c.sip.max_message_size, 65535);
+    assert_eq!(
+        c.sip.digest_algorithms,
+        [DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+    );
     assert!(c.http.listen.ip().is_loopback());
     assert_eq!(c.http.listen.port(), 8080);
     assert!(c.http.admin_token.is_none());

@@ -431,3 +431,176 @@ fn log_settings_are_checked() {
     let d = diags("[log]\nlevel = \"info,homeline=chatty\"\n");
     has(&d, 2, "log.level", "invalid filter `homeline=chatty`");
 }
+
+#[test]
+fn sip_timers_and_registration_defaults() {
+    use homeline_config::DigestAlgorithm;
+    use std::time::Duration;
+    let c = match parse("", "t.toml") {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.sip.t1, Duration::from_millis(500));
+    assert_eq!(c.sip.nonce_ttl, Duration::from_secs(300));
+    assert_eq!(c.sip.min_expires, Duration::from_secs(60));
+    assert_eq!(c.sip.max_expires, Duration::from_secs(3600));
+    assert_eq!(c.sip.default_expires, Duration::from_secs(3600));
+    assert_eq!(c.sip.max_message_size, 65535);
+    assert_eq!(
+        c.sip.digest_algorithms,
+        [DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+    );
+
+    let src = "[sip]\nt1 = \"50ms\"\nnonce_ttl = \"1s\"\nmin_expires = \"2s\"\nmax_expires = \"10m\"\n\
+               default_expires = \"5m\"\nmax_message_size = 512\ndigest_algorithms = [\"MD5\"]\n";
+    let c = match parse(src, "t.toml") {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.sip.t1, Duration::from_millis(50));
+    assert_eq!(c.sip.nonce_ttl, Duration::from_secs(1));
+    assert_eq!(
+        (c.sip.min_expires, c.sip.default_expires, c.sip.max_expires),
+        (
+            Duration::from_secs(2),
+            Duration::from_secs(300),
+            Duration::from_secs(600)
+        )
+    );
+    assert_eq!(c.sip.max_message_size, 512);
+    assert_eq!(c.sip.digest_algorithms, [DigestAlgorithm::Md5]);
+}
+
+#[test]
+fn a_left_out_default_expires_follows_the_bounds() {
+    use std::time::Duration;
+    let expiry = |src: &str| match parse(src, "t.toml") {
+        Ok(l) => (l.config.sip.default_expires, l.config.sip.max_expires),
+        Err(e) => panic!("{e}"),
+    };
+    let (default, max) = expiry("[sip]\nmax_expires = \"10m\"\n");
+    assert_eq!(
+        (default, max),
+        (Duration::from_secs(600), Duration::from_secs(600))
+    );
+    let (default, _) = expiry("[sip]\nmin_expires = \"2h\"\nmax_expires = \"3h\"\n");
+    assert_eq!(default, Duration::from_secs(7200));
+}
+
+#[test]
+fn sip_timers_and_registration_bounds_are_checked() {
+    let src = r#"[sip]
+t1 = "5ms"
+nonce_ttl = "2h"
+min_expires = "500ms"
+max_expires = 3600
+default_expires = "soon"
+max_message_size = 70000
+digest_algorithms = ["SHA-256", "sha-512", "SHA-256"]
+"#;
+    let d = diags(src);
+    has(&d, 2, "sip.t1", "must be between 10ms and 10s, found 5ms");
+    has(
+        &d,
+        3,
+        "sip.nonce_ttl",
+        "must be between 1s and 1h, found 2h",
+    );
+    has(&d, 4, "sip.min_expires", "must be between 1s and");
+    has(&d, 5, "sip.max_expires", "expected a duration string");
+    has(&d, 6, "sip.default_expires", "invalid duration `soon`");
+    has(
+        &d,
+        7,
+        "sip.max_message_size",
+        "must be between 512 and 65535, found 70000",
+    );
+    has(&d, 8, "sip.digest_algorithms", "unknown value \"sha-512\"");
+    has(
+        &d,
+        8,
+        "sip.digest_algorithms",
+        "\"SHA-256\" is listed twice",
+    );
+
+    let d = diags("[sip]\nt1 = \"11s\"\nmin_expires = \"1500ms\"\nmax_message_size = 511\n");
+    has(&d, 2, "sip.t1", "must be between 10ms and 10s");
+    has(&d, 3, "sip.min_expires", "whole number of seconds");
+    has(
+        &d,
+        4,
+        "sip.max_message_size",
+        "must be between 512 and 65535",
+    );
+
+    let d = diags("[sip]\nmin_expires = \"2h\"\nmax_expires = \"1h\"\n");
+    has(
+        &d,
+        2,
+        "sip.min_expires",
+        "min_expires (2h) is above max_expires (1h)",
+    );
+    // Only the written key can be blamed.
+    let d = diags("[sip]\nmax_expires = \"30s\"\n");
+    has(
+        &d,
+        2,
+        "sip.max_expires",
+        "min_expires (1m) is above max_expires (30s)",
+    );
+
+    let d = diags("[sip]\nmin_expires = \"2m\"\nmax_expires = \"10m\"\ndefault_expires = \"1m\"\n");
+    has(
+        &d,
+        4,
+        "sip.default_expires",
+        "1m is outside min_expires..max_expires (2m..10m)",
+    );
+    let d = diags("[sip]\ndefault_expires = \"2h\"\n");
+    has(
+        &d,
+        2,
+        "sip.default_expires",
+        "outside min_expires..max_expires (1m..1h)",
+    );
+
+    let d = diags("[sip]\ndigest_algorithms = []\n");
+    has(&d, 2, "sip.digest_algorithms", "must not be empty");
+    let d = diags("[sip]\ndigest_algorithms = \"MD5\"\n");
+    has(&d, 2, "sip.digest_algorithms", "expected an array");
+}
+
+#[test]
+fn operators_need_a_hash_for_an_offered_algorithm() {
+    let src = r#"[sip]
+digest_algorithms = ["MD5"]
+[[agent]]
+name = "x"
+password_ha1 = { sha256 = "0e96c1d975361ce2bee9f772b0cbd3548dd79037fdda07c51a7d9164cc7f2945" }
+[[agent]]
+name = "y"
+password_ha1 = { md5 = "0123456789abcdef0123456789abcdef" }
+[[agent]]
+name = "z"
+password = "p"
+"#;
+    let d = diags(src);
+    has(
+        &d,
+        5,
+        "agent.x.password_ha1",
+        "no hash for an algorithm in sip.digest_algorithms (MD5)",
+    );
+    assert!(
+        !d.iter()
+            .any(|l| l.contains("agent.y.password") || l.contains("agent.z.password")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_bad_expiry_bound_is_reported_once() {
+    let d = diags("[sip]\nmin_expires = \"soon\"\nmax_expires = \"30s\"\n");
+    has(&d, 2, "sip.min_expires", "invalid duration `soon`");
+    assert_eq!(d.len(), 1, "{d:?}");
+}

@@ -62,7 +62,11 @@ async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
         }
     };
     let list = |addrs: &[std::net::SocketAddr]| {
-        addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     info!(
         udp = %list(&cfg.sip.udp),
@@ -122,9 +126,10 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
             .map(|a| {
                 let secret = match &a.secret {
                     AgentSecret::Password(p) => UserSecret::Password(p.expose().to_string()),
-                    AgentSecret::Ha1(h) => {
-                        UserSecret::Ha1 { md5: h.md5.clone(), sha256: h.sha256.clone() }
-                    }
+                    AgentSecret::Ha1(h) => UserSecret::Ha1 {
+                        md5: h.md5.clone(),
+                        sha256: h.sha256.clone(),
+                    },
                 };
                 (a.name.clone(), secret)
             })
@@ -150,7 +155,6 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
             .collect(),
     }
 }
-
 
 /// Says plainly what is not built yet.
 fn report_not_built(cfg: &Config) {

@@ -138,25 +138,93 @@ fn run_with_a_missing_config_exits_2() {
     assert!(text(&out.stderr).contains("/nonexistent/homeline.toml: cannot read"));
 }
 
+/// A loopback port free for both UDP and TCP right now.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let Ok(udp) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else { continue };
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no free loopback port");
+}
+
 #[test]
-fn run_with_the_default_config_reports_what_is_and_is_not_built() {
-    let out = homeline(&["run"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let err = text(&out.stderr);
+fn run_serves_the_default_config_until_sigterm_and_says_what_is_not_built() {
+    // The default configuration, on free ports instead of 5060/8080.
+    let sip = free_port();
+    let default = std::fs::read_to_string(repo().join("config/homeline.toml"))
+        .unwrap_or_else(|e| panic!("cannot read the default config: {e}"));
+    let cfg = default
+        .replace("127.0.0.1:5060", &format!("127.0.0.1:{sip}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", free_port()));
+    let path = temp_file("run-default.toml", &cfg);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_homeline"))
+        .args(["run", "--config", &path])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start homeline: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("SIP edge listening"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("homeline did not start listening:\n{}", lines.join("\n"));
+            }
+        }
+    }
+    // It keeps serving: still running a moment later.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        matches!(child.try_wait(), Ok(None)),
+        "homeline exited early"
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    let status = child.wait().expect("homeline exit status");
+    let _ = reader.join();
+    lines.extend(rx.try_iter());
+    let err = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "graceful stop on SIGTERM:\n{err}");
     assert!(
         err.contains("routing core ready with 2 queues and 3 operators"),
         "{err}"
     );
-    for missing in ["SIP edge", "call path", "media", "HTTP API"] {
+    for missing in ["call path", "media", "HTTP API"] {
         assert!(
-            err.lines()
+            lines
+                .iter()
                 .any(|l| l.contains("not built yet") && l.contains(missing)),
             "no word on {missing}:\n{err}"
         );
     }
+    assert!(err.contains("shutting down"), "{err}");
     // JSON logs by default: every line is one object.
     assert!(
-        err.lines().all(|l| l.starts_with('{') && l.ends_with('}')),
+        lines.iter().all(|l| l.starts_with('{') && l.ends_with('}')),
         "{err}"
     );
 }

@@ -215,7 +215,8 @@ impl DigestAuthority {
         let nonce = format!("{ts}{salt}{}", self.mac(&ts, &salt));
         if self.counts.len() >= self.max_tracked {
             let ttl = self.nonce_ttl_secs;
-            self.counts.retain(|_, (_, issued)| now_secs.saturating_sub(*issued) <= ttl);
+            self.counts
+                .retain(|_, (_, issued)| now_secs.saturating_sub(*issued) <= ttl);
             if self.counts.len() >= self.max_tracked {
                 self.counts.clear();
             }
@@ -268,7 +269,11 @@ impl DigestAuthority {
             None => Algorithm::Md5,
             Some(a) => Algorithm::parse(a).ok_or(AuthError::Malformed("unsupported algorithm"))?,
         };
-        if !r.qop.as_deref().is_some_and(|q| q.eq_ignore_ascii_case("auth")) {
+        if !r
+            .qop
+            .as_deref()
+            .is_some_and(|q| q.eq_ignore_ascii_case("auth"))
+        {
             return Err(AuthError::Malformed("qop=auth required"));
         }
         let (Some(cnonce), Some(nc)) = (r.cnonce.as_deref(), r.nc.as_deref()) else {
@@ -340,20 +345,47 @@ mod tests {
     #[test]
     fn known_vector_md5_rfc2617_style() {
         // RFC 2617 §3.5 example, with the HTTP method and URI it uses.
-        let ha1 = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        let ha1 = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
         let ha2 = Algorithm::Md5.hash(&["GET", "/dir/index.html"]);
-        let r = Algorithm::Md5.hash(&[&ha1, "dcd98b7102dd2f0e8b11d0f600bfb0c093", "00000001", "0a4f113b", "auth", &ha2]);
+        let r = Algorithm::Md5.hash(&[
+            &ha1,
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            "00000001",
+            "0a4f113b",
+            "auth",
+            &ha2,
+        ]);
         assert_eq!(r, "6629fae49393a05397450978507c4ef1");
     }
 
     #[test]
     fn known_vector_sha256_rfc7616() {
         // RFC 7616 §3.9.1.
-        let ha1 = ha1(Algorithm::Sha256, "Mufasa", "http-auth@example.org", "Circle of Life");
+        let ha1 = ha1(
+            Algorithm::Sha256,
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+        );
         let ha2 = Algorithm::Sha256.hash(&["GET", "/dir/index.html"]);
         let nonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
-        let r = Algorithm::Sha256.hash(&[&ha1, nonce, "00000001", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", "auth", &ha2]);
-        assert_eq!(r, "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
+        let r = Algorithm::Sha256.hash(&[
+            &ha1,
+            nonce,
+            "00000001",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+            "auth",
+            &ha2,
+        ]);
+        assert_eq!(
+            r,
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
     }
 
     #[test]
@@ -365,10 +397,20 @@ mod tests {
             assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
             let nonce = auth.nonce(1000, 2);
             let h = answer(alg, &nonce, "secret", "00000001", "alice");
-            assert_eq!(auth.verify(1001, "REGISTER", Some(&h), &Users), Ok(("alice".into(), alg)));
-            assert_eq!(auth.verify(1001, "REGISTER", Some(&h), &Users), Err(AuthError::Rejected), "replay");
+            assert_eq!(
+                auth.verify(1001, "REGISTER", Some(&h), &Users),
+                Ok(("alice".into(), alg))
+            );
+            assert_eq!(
+                auth.verify(1001, "REGISTER", Some(&h), &Users),
+                Err(AuthError::Rejected),
+                "replay"
+            );
             let h2 = answer(alg, &nonce, "secret", "00000002", "alice");
-            assert_eq!(auth.verify(1002, "REGISTER", Some(&h2), &Users), Ok(("alice".into(), alg)));
+            assert_eq!(
+                auth.verify(1002, "REGISTER", Some(&h2), &Users),
+                Ok(("alice".into(), alg))
+            );
         }
     }
 
@@ -378,8 +420,14 @@ mod tests {
         let nonce = auth.nonce(1000, 3);
         let wrong = answer(Algorithm::Md5, &nonce, "nope", "00000001", "alice");
         let unknown = answer(Algorithm::Md5, &nonce, "secret", "00000001", "mallory");
-        assert_eq!(auth.verify(1000, "REGISTER", Some(&wrong), &Users), Err(AuthError::Rejected));
-        assert_eq!(auth.verify(1000, "REGISTER", Some(&unknown), &Users), Err(AuthError::Rejected));
+        assert_eq!(
+            auth.verify(1000, "REGISTER", Some(&wrong), &Users),
+            Err(AuthError::Rejected)
+        );
+        assert_eq!(
+            auth.verify(1000, "REGISTER", Some(&unknown), &Users),
+            Err(AuthError::Rejected)
+        );
     }
 
     #[test]
@@ -387,29 +435,46 @@ mod tests {
         let mut auth = authority();
         let nonce = auth.nonce(1000, 4);
         let h = answer(Algorithm::Sha256, &nonce, "secret", "00000001", "alice");
-        assert_eq!(auth.verify(1301, "REGISTER", Some(&h), &Users), Err(AuthError::Stale));
+        assert_eq!(
+            auth.verify(1301, "REGISTER", Some(&h), &Users),
+            Err(AuthError::Stale)
+        );
         let mut forged = nonce.clone();
         forged.replace_range(0..1, "f");
         let h = answer(Algorithm::Sha256, &forged, "secret", "00000001", "alice");
-        assert_eq!(auth.verify(1000, "REGISTER", Some(&h), &Users), Err(AuthError::Rejected));
+        assert_eq!(
+            auth.verify(1000, "REGISTER", Some(&h), &Users),
+            Err(AuthError::Rejected)
+        );
         // A nonce from another process (another secret) is not ours.
         let mut other = DigestAuthority::new("example.org", [8; 32], 300);
         let theirs = other.nonce(1000, 5);
         let h = answer(Algorithm::Sha256, &theirs, "secret", "00000001", "alice");
-        assert_eq!(auth.verify(1000, "REGISTER", Some(&h), &Users), Err(AuthError::Rejected));
+        assert_eq!(
+            auth.verify(1000, "REGISTER", Some(&h), &Users),
+            Err(AuthError::Rejected)
+        );
     }
 
     #[test]
     fn malformed_headers_do_not_panic() {
         let mut auth = authority();
         for h in [
-            "", "Digest", "Basic abc", "Digest username=", "Digest username=\"a", "Digest ,,,,",
+            "",
+            "Digest",
+            "Basic abc",
+            "Digest username=",
+            "Digest username=\"a",
+            "Digest ,,,,",
             "Digest username=\"a\", nonce=\"x\", response=\"y\", realm=\"example.org\", qop=auth, nc=zz, cnonce=\"c\"",
             "Digest username=\"a\", nonce=\"é\", response=\"y\", realm=\"example.org\", qop=auth, nc=1, cnonce=\"c\"",
         ] {
             assert!(auth.verify(0, "REGISTER", Some(h), &Users).is_err(), "{h}");
         }
-        assert_eq!(auth.verify(0, "REGISTER", None, &Users), Err(AuthError::Missing));
+        assert_eq!(
+            auth.verify(0, "REGISTER", None, &Users),
+            Err(AuthError::Missing)
+        );
     }
 
     #[test]

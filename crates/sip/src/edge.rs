@@ -35,7 +35,10 @@ pub enum UserSecret {
     /// The plaintext password.
     Password(String),
     /// Precomputed `H(user:realm:password)` per algorithm (lower-case hex).
-    Ha1 { md5: Option<String>, sha256: Option<String> },
+    Ha1 {
+        md5: Option<String>,
+        sha256: Option<String>,
+    },
 }
 
 /// Everything the edge needs, from the validated configuration.
@@ -60,7 +63,11 @@ pub struct EdgeSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     #[error("cannot listen on {transport} {addr}: {source}")]
-    Bind { transport: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("SIP stack: {0}")]
     Stack(String),
 }
@@ -90,8 +97,11 @@ struct TrunkCreds<'a> {
 
 impl Credentials for TrunkCreds<'_> {
     fn ha1(&self, user: &str, algorithm: Algorithm) -> Option<String> {
-        let (_, password) =
-            self.trunks.iter().filter_map(|t| t.credentials.as_ref()).find(|(u, _)| u == user)?;
+        let (_, password) = self
+            .trunks
+            .iter()
+            .filter_map(|t| t.credentials.as_ref())
+            .find(|(u, _)| u == user)?;
         Some(ha1(algorithm, user, self.realm, password))
     }
 }
@@ -129,7 +139,9 @@ pub(crate) fn flow_key(remote: &SipAddr) -> String {
 
 fn flow_id(key: &str) -> FlowId {
     // FNV-1a: stable, cheap, good enough to tell connections apart.
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// A running SIP edge.
@@ -142,7 +154,9 @@ pub struct SipEdge {
 
 impl std::fmt::Debug for SipEdge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SipEdge").field("udp", &self.shared.settings.udp).finish_non_exhaustive()
+        f.debug_struct("SipEdge")
+            .field("udp", &self.shared.settings.udp)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,24 +168,32 @@ impl SipEdge {
         let layer = TransportLayer::new(cancel.child_token());
         let mut udp = Vec::new();
         for &addr in &settings.udp {
-            let bind = |source| EdgeError::Bind { transport: "udp", addr, source };
+            let bind = |source| EdgeError::Bind {
+                transport: "udp",
+                addr,
+                source,
+            };
             let sock = tokio::net::UdpSocket::bind(addr).await.map_err(bind)?;
             let guarded = GuardedUdpSocket {
                 inner: sock,
                 stats: stats.clone(),
                 max_message_size: settings.max_message_size,
             };
-            let conn = UdpConnection::from_socket(Arc::new(guarded), None, Some(cancel.child_token()))
-                .await
-                .map_err(|e| EdgeError::Stack(e.to_string()))?;
+            let conn =
+                UdpConnection::from_socket(Arc::new(guarded), None, Some(cancel.child_token()))
+                    .await
+                    .map_err(|e| EdgeError::Stack(e.to_string()))?;
             udp.push(SipConnection::Udp(conn.clone()));
             layer.add_transport(conn.into());
         }
         for &addr in &settings.tcp {
             // rsipstack binds inside `serve` and only logs a failure: try the address first.
-            std::net::TcpListener::bind(addr)
-                .map_err(|source| EdgeError::Bind { transport: "tcp", addr, source })?;
-            let tcp = TcpListenerConnection::new(addr.into(), None)
+            std::net::TcpListener::bind(addr).map_err(|source| EdgeError::Bind {
+                transport: "tcp",
+                addr,
+                source,
+            })?;
+            let tcp = TcpListenerConnection::new(addr, None)
                 .await
                 .map_err(|e| EdgeError::Stack(e.to_string()))?;
             layer.add_transport(tcp.into());
@@ -192,15 +214,23 @@ impl SipEdge {
             .with_transport_layer(layer)
             .with_cancel_token(cancel.clone())
             .with_option(option)
-            .with_transport_inspector(Box::new(Inspector { stats: stats.clone(), closed: closed_tx }));
+            .with_transport_inspector(Box::new(Inspector {
+                stats: stats.clone(),
+                closed: closed_tx,
+                max_message_size: settings.max_message_size,
+            }));
         let endpoint = builder.build();
-        let mut incoming =
-            endpoint.incoming_transactions().map_err(|e| EdgeError::Stack(e.to_string()))?;
+        let mut incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| EdgeError::Stack(e.to_string()))?;
 
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| EdgeError::Stack(e.to_string()))?;
         let shared = Arc::new(Shared {
-            users: Users { realm: settings.domain.clone(), secrets: settings.users.clone() },
+            users: Users {
+                realm: settings.domain.clone(),
+                secrets: settings.users.clone(),
+            },
             trunks: TrunkTable::new(settings.trunks.clone()),
             auth: Mutex::new(DigestAuthority::new(
                 settings.domain.clone(),
@@ -210,9 +240,15 @@ impl SipEdge {
             registrar: Mutex::new(Registrar::new(settings.limits)),
             flows: Mutex::new(HashMap::new()),
             stats,
-            trunk_state: settings.trunks.iter().map(|_| AtomicU8::new(UNKNOWN)).collect(),
+            trunk_state: settings
+                .trunks
+                .iter()
+                .map(|_| AtomicU8::new(UNKNOWN))
+                .collect(),
             started: Instant::now(),
-            salt: AtomicU64::new(u64::from_le_bytes([secret[0], secret[1], secret[2], secret[3], 0, 0, 0, 0])),
+            salt: AtomicU64::new(u64::from_le_bytes([
+                secret[0], secret[1], secret[2], secret[3], 0, 0, 0, 0,
+            ])),
             endpoint: endpoint.inner.clone(),
             udp,
             settings,
@@ -261,10 +297,17 @@ impl SipEdge {
         for (i, trunk) in shared.settings.trunks.iter().enumerate() {
             if let Some(every) = trunk.options_interval {
                 let (sh, token) = (shared.clone(), cancel.clone());
-                tasks.push(tokio::spawn(async move { keepalive(sh, i, every, token).await }));
+                tasks.push(tokio::spawn(
+                    async move { keepalive(sh, i, every, token).await },
+                ));
             }
         }
-        Ok(SipEdge { endpoint, shared, cancel, tasks })
+        Ok(SipEdge {
+            endpoint,
+            shared,
+            cancel,
+            tasks,
+        })
     }
 
     /// The counters.
@@ -342,7 +385,8 @@ async fn handle(mut tx: Transaction, sh: Arc<Shared>) {
             | Method::Refer
             | Method::Publish => {
                 let allow = vec![Header::Allow(ALLOW.into())];
-                tx.reply_with(StatusCode::MethodNotAllowed, allow, None).await
+                tx.reply_with(StatusCode::MethodNotAllowed, allow, None)
+                    .await
             }
             _ => tx.reply(StatusCode::NotImplemented).await,
         }
@@ -368,7 +412,11 @@ fn capabilities() -> Vec<Header> {
 fn source_of(tx: &Transaction) -> Option<(SocketAddr, Transport, SipConnection)> {
     let conn = tx.connection.clone()?;
     let remote = conn.get_remote_addr()?.get_socketaddr().ok()?;
-    let transport = if conn.is_reliable() { Transport::Tcp } else { Transport::Udp };
+    let transport = if conn.is_reliable() {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
     Some((remote, transport, conn))
 }
 
@@ -378,7 +426,9 @@ impl Shared {
     }
 
     fn challenge(&self, stale: bool) -> Vec<Header> {
-        let salt = self.salt.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let salt = self
+            .salt
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         lock(&self.auth)
             .challenge(self.now_secs(), salt, stale, &self.settings.algorithms)
             .into_iter()
@@ -391,9 +441,13 @@ impl Shared {
 async fn refuse(tx: &mut Transaction, sh: &Shared, err: AuthError) -> rsipstack::Result<()> {
     match err {
         AuthError::Missing | AuthError::Malformed(_) => {
-            tx.reply_with(StatusCode::Unauthorized, sh.challenge(false), None).await
+            tx.reply_with(StatusCode::Unauthorized, sh.challenge(false), None)
+                .await
         }
-        AuthError::Stale => tx.reply_with(StatusCode::Unauthorized, sh.challenge(true), None).await,
+        AuthError::Stale => {
+            tx.reply_with(StatusCode::Unauthorized, sh.challenge(true), None)
+                .await
+        }
         AuthError::Rejected => {
             SipStats::bump(&sh.stats.auth_failures);
             tx.reply(StatusCode::Forbidden).await
@@ -409,13 +463,21 @@ async fn register(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
         Ok(v) => v,
         Err(e) => return refuse(tx, sh, e).await,
     };
-    let to_user = req.to_header().ok().and_then(|t| t.typed().ok()).and_then(|t| t.uri.user().map(str::to_string));
+    let to_user = req
+        .to_header()
+        .ok()
+        .and_then(|t| t.typed().ok())
+        .and_then(|t| t.uri.user().map(str::to_string));
     if to_user.as_deref() != Some(user.as_str()) {
         SipStats::bump(&sh.stats.auth_failures);
         return tx.reply(StatusCode::Forbidden).await;
     }
     let Some(parsed) = parse_register(tx) else {
-        crate::guard::note_malformed(&sh.stats, source_of(tx).map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.0), "bad REGISTER");
+        crate::guard::note_malformed(
+            &sh.stats,
+            source_of(tx).map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.0),
+            "bad REGISTER",
+        );
         return tx.reply(StatusCode::BadRequest).await;
     };
     let now = Instant::now();
@@ -437,7 +499,13 @@ async fn register(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
             }
             for b in changes.added.iter().chain(&changes.refreshed) {
                 let expires = b.expires_at.saturating_duration_since(now).as_secs();
-                tracing::info!(user, algorithm = algorithm.token(), transport = b.transport.as_str(), expires, "registered");
+                tracing::info!(
+                    user,
+                    algorithm = algorithm.token(),
+                    transport = b.transport.as_str(),
+                    expires,
+                    "registered"
+                );
             }
             for b in &changes.removed {
                 tracing::info!(user, transport = b.transport.as_str(), "unregistered");
@@ -473,7 +541,14 @@ fn parse_register(tx: &Transaction) -> Option<RegisterRequest> {
         Contacts::Wildcard
     } else {
         let list = req.typed_contact_headers().ok()?;
-        Contacts::List(list.iter().map(|c| ContactSpec { uri: c.uri.to_string(), expires: c.expires() }).collect())
+        Contacts::List(
+            list.iter()
+                .map(|c| ContactSpec {
+                    uri: c.uri.to_string(),
+                    expires: c.expires(),
+                })
+                .collect(),
+        )
     };
     let expires = match req.expires_header() {
         Some(h) => Some(h.value().trim().parse::<u32>().ok()?),
@@ -485,7 +560,15 @@ fn parse_register(tx: &Transaction) -> Option<RegisterRequest> {
         Transport::Udp => 0,
         Transport::Tcp => flow_id(&flow_key(conn.get_remote_addr()?)),
     };
-    Some(RegisterRequest { contacts, expires, call_id, cseq, source, transport, flow })
+    Some(RegisterRequest {
+        contacts,
+        expires,
+        call_id,
+        cseq,
+        source,
+        transport,
+        flow,
+    })
 }
 
 async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
@@ -501,9 +584,16 @@ async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
             return tx.reply(StatusCode::Forbidden).await;
         }
         Identity::NeedsDigest(candidates) => {
-            let header = tx.original.authorization_header().map(|h| h.value().to_string());
-            let creds = TrunkCreds { realm: &sh.settings.domain, trunks: &candidates };
-            let verified = lock(&sh.auth).verify(sh.now_secs(), "INVITE", header.as_deref(), &creds);
+            let header = tx
+                .original
+                .authorization_header()
+                .map(|h| h.value().to_string());
+            let creds = TrunkCreds {
+                realm: &sh.settings.domain,
+                trunks: &candidates,
+            };
+            let verified =
+                lock(&sh.auth).verify(sh.now_secs(), "INVITE", header.as_deref(), &creds);
             match verified {
                 Ok((user, _)) => match candidates
                     .iter()
@@ -584,14 +674,24 @@ async fn options_to(sh: &Shared, trunk: &TrunkSpec) -> rsipstack::Result<u16> {
         uri: Uri::try_from(format!("sip:homeline@{}", local.addr).as_str())?,
         params: vec![rsipstack::sip::Param::Tag(make_tag())],
     };
-    let to = rsipstack::sip::typed::To { display_name: None, uri: target.clone(), params: vec![] };
-    let req = sh.endpoint.make_request(Method::Options, target, via, from, to, 1, None);
+    let to = rsipstack::sip::typed::To {
+        display_name: None,
+        uri: target.clone(),
+        params: vec![],
+    };
+    let req = sh
+        .endpoint
+        .make_request(Method::Options, target, via, from, to, 1, None);
     let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
     let conn = match trunk.transport {
         TrunkTransport::Udp => sh
             .udp
             .iter()
-            .find(|c| c.get_addr().get_socketaddr().is_ok_and(|s| s.is_ipv6() == v6))
+            .find(|c| {
+                c.get_addr()
+                    .get_socketaddr()
+                    .is_ok_and(|s| s.is_ipv6() == v6)
+            })
             .cloned(),
         TrunkTransport::Tcp => None,
     };

@@ -33,11 +33,20 @@ fn textual_reply(pkt: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let known = method.parse::<Method>().is_ok();
-    let status = if known { "400 Bad Request" } else { "501 Not Implemented" };
+    let status = if known {
+        "400 Bad Request"
+    } else {
+        "501 Not Implemented"
+    };
     let mut out = format!("SIP/2.0 {status}\r\n");
     let mut needed = 0;
     for line in lines.take_while(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"].contains(&name.as_str()) {
             needed += 1;
             out.push_str(line);
@@ -49,6 +58,28 @@ fn textual_reply(pkt: &[u8]) -> Option<Vec<u8>> {
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())
+}
+
+/// What is wrong with a datagram's `Content-Length`, if anything: not a number, or larger
+/// than the body that came (RFC 3261 §18.3: `400`). A smaller one just truncates the body.
+fn content_length_problem(pkt: &[u8]) -> Option<&'static str> {
+    let end = pkt.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let body = pkt.len() - (end + 4);
+    let head = String::from_utf8_lossy(&pkt[..end]);
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
+            return match value.trim().parse::<usize>() {
+                Err(_) => Some("Content-Length is not a number"),
+                Ok(len) if len > body => Some("Content-Length larger than the body"),
+                Ok(_) => None,
+            };
+        }
+    }
+    None
 }
 
 /// The UDP socket rsipstack reads from, filtering what it cannot parse.
@@ -69,6 +100,8 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
             }
             let reason = if n >= buf.len() || n > self.max_message_size {
                 "datagram too large"
+            } else if let Some(problem) = content_length_problem(pkt) {
+                problem
             } else if SipMessage::try_from(pkt).is_ok() {
                 return Ok((n, from));
             } else {
@@ -99,6 +132,26 @@ pub(crate) type ClosedSink = tokio::sync::mpsc::UnboundedSender<String>;
 pub(crate) struct Inspector {
     pub stats: Arc<SipStats>,
     pub closed: ClosedSink,
+    pub max_message_size: usize,
+}
+
+/// A response to `req` with just the headers needed to route it.
+fn bare_response(req: &rsipstack::sip::Request, status_code: StatusCode) -> Response {
+    let mut headers = req.headers.clone();
+    headers.retain(|h| {
+        matches!(
+            h,
+            Header::Via(_) | Header::From(_) | Header::To(_) | Header::CallId(_) | Header::CSeq(_)
+        )
+    });
+    headers.push(Header::ContentLength(0u32.into()));
+    Response {
+        status_code,
+        wire_reason: None,
+        version: Version::V2,
+        headers,
+        body: vec![],
+    }
 }
 
 #[async_trait::async_trait]
@@ -106,29 +159,27 @@ impl TransportEventInspector for Inspector {
     async fn handle(&self, ev: TransportEvent) -> Option<TransportEvent> {
         match &ev {
             TransportEvent::Incoming(SipMessage::Request(req), conn, from) => {
-                if req.method == Method::Ack
-                    || TransactionKey::from_request(req, TransactionRole::Server).is_ok()
-                {
+                let addr = from
+                    .get_socketaddr()
+                    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                // Over TCP the stack frames up to 64 KiB itself; the configured limit is ours.
+                let too_large = req.body.len() >= self.max_message_size / 2
+                    && req.to_string().len() > self.max_message_size;
+                let keyless = req.method != Method::Ack
+                    && TransactionKey::from_request(req, TransactionRole::Server).is_err();
+                let (status, reason) = if too_large {
+                    (StatusCode::MessageTooLarge, "message too large")
+                } else if keyless {
+                    (StatusCode::BadRequest, "missing From tag, Call-ID or CSeq")
+                } else {
                     return Some(ev);
-                }
-                let addr = from.get_socketaddr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-                note_malformed(&self.stats, addr, "missing From tag, Call-ID or CSeq");
-                let mut headers = req.headers.clone();
-                headers.retain(|h| {
-                    matches!(
-                        h,
-                        Header::Via(_) | Header::From(_) | Header::To(_) | Header::CallId(_) | Header::CSeq(_)
-                    )
-                });
-                headers.push(Header::ContentLength(0u32.into()));
-                let resp = Response {
-                    status_code: StatusCode::BadRequest,
-                    wire_reason: None,
-                    version: Version::V2,
-                    headers,
-                    body: vec![],
                 };
-                let _ = conn.send(resp.into(), Some(from)).await;
+                note_malformed(&self.stats, addr, reason);
+                if req.method != Method::Ack {
+                    let _ = conn
+                        .send(bare_response(req, status).into(), Some(from))
+                        .await;
+                }
                 None
             }
             TransportEvent::Closed(conn) => {
@@ -150,12 +201,35 @@ mod tests {
     fn textual_reply_only_when_a_response_can_be_routed() {
         let full = b"FOO sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 FOO\r\n\r\n";
         let r = String::from_utf8(textual_reply(full).expect("reply")).expect("utf8");
+        assert_eq!(content_length_problem(full), None);
         assert!(r.starts_with("SIP/2.0 501 Not Implemented\r\n"), "{r}");
         assert!(r.contains("Call-ID: c\r\n") && r.ends_with("Content-Length: 0\r\n\r\n"));
         let known = b"OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 99\r\n\r\n";
-        assert!(String::from_utf8(textual_reply(known).expect("reply")).expect("utf8").starts_with("SIP/2.0 400 "));
-        assert!(textual_reply(b"OPTIONS sip:x SIP/2.0\r\nVia: x\r\n\r\n").is_none(), "too few headers");
-        assert!(textual_reply(b"SIP/2.0 200 OK\r\n\r\n").is_none(), "responses are never answered");
+        assert!(
+            String::from_utf8(textual_reply(known).expect("reply"))
+                .expect("utf8")
+                .starts_with("SIP/2.0 400 ")
+        );
+        assert!(
+            textual_reply(b"OPTIONS sip:x SIP/2.0\r\nVia: x\r\n\r\n").is_none(),
+            "too few headers"
+        );
+        assert!(
+            textual_reply(b"SIP/2.0 200 OK\r\n\r\n").is_none(),
+            "responses are never answered"
+        );
         assert!(textual_reply(&[0xff, 0xfe, 0, 1]).is_none());
+        assert_eq!(
+            content_length_problem(known),
+            Some("Content-Length larger than the body")
+        );
+        assert_eq!(
+            content_length_problem(b"X x SIP/2.0\r\nl: ten\r\n\r\n"),
+            Some("Content-Length is not a number")
+        );
+        assert_eq!(
+            content_length_problem(b"X x SIP/2.0\r\nContent-Length: 2\r\n\r\nabc"),
+            None
+        );
     }
 }

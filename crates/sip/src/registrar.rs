@@ -107,13 +107,21 @@ pub struct Registrar {
 
 /// Contact URIs compare case-insensitively, ignoring surrounding space and brackets.
 fn same_uri(a: &str, b: &str) -> bool {
-    let norm = |s: &str| s.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+    let norm = |s: &str| {
+        s.trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_ascii_lowercase()
+    };
     norm(a) == norm(b)
 }
 
 impl Registrar {
     pub fn new(limits: Limits) -> Self {
-        Registrar { limits, bindings: HashMap::new() }
+        Registrar {
+            limits,
+            bindings: HashMap::new(),
+        }
     }
 
     /// Current bindings of `user`.
@@ -146,7 +154,10 @@ impl Registrar {
                     return Err(RegisterError::BadRequest("Contact: * requires Expires: 0"));
                 }
                 let current = self.bindings.get(user).map_or(&[][..], Vec::as_slice);
-                if current.iter().any(|b| b.call_id == req.call_id && req.cseq <= b.cseq) {
+                if current
+                    .iter()
+                    .any(|b| b.call_id == req.call_id && req.cseq <= b.cseq)
+                {
                     return Err(RegisterError::OutOfOrder);
                 }
                 changes.removed = self.bindings.remove(user).unwrap_or_default();
@@ -280,24 +291,41 @@ mod tests {
     }
 
     fn one(uri: &str, expires: Option<u32>) -> Contacts {
-        Contacts::List(vec![ContactSpec { uri: uri.into(), expires }])
+        Contacts::List(vec![ContactSpec {
+            uri: uri.into(),
+            expires,
+        }])
     }
 
     #[test]
     fn register_refresh_expire_and_unregister() {
         let t0 = Instant::now();
         let mut r = Registrar::new(limits());
-        let ch = r.register("alice", &req(one("sip:a@h", None), Some(120), 1), t0).expect("ok");
+        let ch = r
+            .register("alice", &req(one("sip:a@h", None), Some(120), 1), t0)
+            .expect("ok");
         assert_eq!(ch.added.len(), 1);
-        assert_eq!(r.lookup("alice")[0].expires_at, t0 + Duration::from_secs(120));
-        let ch = r.register("alice", &req(one("<SIP:a@h>", None), Some(99_999), 2), t0).expect("ok");
+        assert_eq!(
+            r.lookup("alice")[0].expires_at,
+            t0 + Duration::from_secs(120)
+        );
+        let ch = r
+            .register("alice", &req(one("<SIP:a@h>", None), Some(99_999), 2), t0)
+            .expect("ok");
         assert_eq!(ch.refreshed.len(), 1, "same contact, case-insensitively");
-        assert_eq!(r.lookup("alice")[0].expires_at, t0 + Duration::from_secs(3600), "capped");
+        assert_eq!(
+            r.lookup("alice")[0].expires_at,
+            t0 + Duration::from_secs(3600),
+            "capped"
+        );
         assert!(r.expire(t0 + Duration::from_secs(3599)).is_empty());
         assert_eq!(r.expire(t0 + Duration::from_secs(3600)).len(), 1);
         assert!(r.lookup("alice").is_empty());
-        r.register("alice", &req(one("sip:a@h", Some(100)), None, 3), t0).expect("ok");
-        let ch = r.register("alice", &req(one("sip:a@h", None), Some(0), 4), t0).expect("ok");
+        r.register("alice", &req(one("sip:a@h", Some(100)), None, 3), t0)
+            .expect("ok");
+        let ch = r
+            .register("alice", &req(one("sip:a@h", None), Some(0), 4), t0)
+            .expect("ok");
         assert_eq!(ch.removed.len(), 1);
         assert!(r.is_empty());
     }
@@ -310,13 +338,27 @@ mod tests {
             r.register("a", &req(one("sip:a@h", None), Some(30), 1), t0),
             Err(RegisterError::IntervalTooBrief { min_secs: 60 })
         );
-        r.register("a", &req(one("sip:a@h", None), Some(60), 5), t0).expect("ok");
-        assert_eq!(r.register("a", &req(one("sip:a@h", None), Some(60), 5), t0), Err(RegisterError::OutOfOrder));
-        assert!(matches!(r.register("a", &req(Contacts::Wildcard, Some(10), 6), t0), Err(RegisterError::BadRequest(_))));
-        r.register("a", &req(one("sip:b@h", None), None, 6), t0).expect("ok");
+        r.register("a", &req(one("sip:a@h", None), Some(60), 5), t0)
+            .expect("ok");
+        assert_eq!(
+            r.register("a", &req(one("sip:a@h", None), Some(60), 5), t0),
+            Err(RegisterError::OutOfOrder)
+        );
+        assert!(matches!(
+            r.register("a", &req(Contacts::Wildcard, Some(10), 6), t0),
+            Err(RegisterError::BadRequest(_))
+        ));
+        r.register("a", &req(one("sip:b@h", None), None, 6), t0)
+            .expect("ok");
         assert_eq!(r.lookup("a").len(), 2);
-        assert_eq!(r.lookup("a")[1].expires_at, t0 + Duration::from_secs(600), "default expiry");
-        let ch = r.register("a", &req(Contacts::Wildcard, Some(0), 7), t0).expect("ok");
+        assert_eq!(
+            r.lookup("a")[1].expires_at,
+            t0 + Duration::from_secs(600),
+            "default expiry"
+        );
+        let ch = r
+            .register("a", &req(Contacts::Wildcard, Some(0), 7), t0)
+            .expect("ok");
         assert_eq!(ch.removed.len(), 2);
         assert!(r.lookup("a").is_empty());
     }
@@ -331,7 +373,11 @@ mod tests {
             r.register("a", &q, t0).expect("ok");
         }
         let uris: Vec<_> = r.lookup("a").iter().map(|b| b.uri.as_str()).collect();
-        assert_eq!(uris, ["sip:2@h", "sip:3@h"], "oldest-expiring dropped at the cap");
+        assert_eq!(
+            uris,
+            ["sip:2@h", "sip:3@h"],
+            "oldest-expiring dropped at the cap"
+        );
         assert_eq!(r.remove_flow(2).len(), 1);
         assert_eq!(r.lookup("a").len(), 1);
         assert_eq!(r.next_expiry(), Some(t0 + Duration::from_secs(101)));

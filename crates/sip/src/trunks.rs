@@ -75,7 +75,11 @@ impl TrunkTable {
                 digest.push(t);
             }
         }
-        if digest.is_empty() { Identity::Unknown } else { Identity::NeedsDigest(digest) }
+        if digest.is_empty() {
+            Identity::Unknown
+        } else {
+            Identity::NeedsDigest(digest)
+        }
     }
 
     /// The queue for `number` dialled through `trunk`.
@@ -107,7 +111,9 @@ mod tests {
             allow: allow.iter().map(|n| n.parse().expect("net")).collect(),
             credentials: creds.then(|| ("pbx".into(), "pw".into())),
             options_interval: None,
-            routes: [("8000".to_string(), "support".to_string())].into_iter().collect(),
+            routes: [("8000".to_string(), "support".to_string())]
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -120,9 +126,14 @@ mod tests {
         ]);
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         assert!(matches!(table.identify(ip("10.1.2.3")), Identity::Trunk(t) if t.name == "a"));
-        assert!(matches!(table.identify(ip("::ffff:10.1.2.3")), Identity::Trunk(t) if t.name == "a"));
+        assert!(
+            matches!(table.identify(ip("::ffff:10.1.2.3")), Identity::Trunk(t) if t.name == "a")
+        );
         match table.identify(ip("192.0.2.9")) {
-            Identity::NeedsDigest(ts) => assert_eq!(ts.iter().map(|t| &t.name[..]).collect::<Vec<_>>(), ["b", "c"]),
+            Identity::NeedsDigest(ts) => assert_eq!(
+                ts.iter().map(|t| &t.name[..]).collect::<Vec<_>>(),
+                ["b", "c"]
+            ),
             other => panic!("{other:?}"),
         }
         let only_a = TrunkTable::new(vec![trunk("a", &["10.0.0.0/8"], false)]);
