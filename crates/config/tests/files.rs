@@ -45,7 +45,8 @@ fn default_config_is_valid_and_as_documented() {
     assert_eq!(c.sip.max_message_size, 65535);
     assert_eq!(
         c.sip.digest_algorithms,
-        [DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+        [DigestAlgorithm::Md5],
+        "the demo offers MD5 only, for baresip and JsSIP (the built-in default is SHA-256, MD5)"
     );
     assert!(c.http.listen.ip().is_loopback());
     assert_eq!(c.http.listen.port(), 8080);

@@ -486,4 +486,20 @@ mod tests {
         assert_eq!(r.nc.as_deref(), Some("00000001"));
         assert_eq!(r.qop.as_deref(), Some("auth"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_credentials_never_panic(h in "\\PC{0,200}") {
+            let _ = parse_credentials(&h);
+            let mut auth = authority();
+            let _ = auth.verify(0, "REGISTER", Some(&h), &Users);
+        }
+
+        #[test]
+        fn digest_like_credentials_never_panic(h in "[Dd]igest( *,? *(username|realm|nonce|uri|response|qop|nc|cnonce|algorithm|opaque)=(\"[^\"]{0,70}\"?|[a-zA-Z0-9-]{0,70}))*") {
+            let _ = parse_credentials(&h);
+            let mut auth = authority();
+            let _ = auth.verify(0, "REGISTER", Some(&h), &Users);
+        }
+    }
 }

@@ -232,4 +232,18 @@ mod tests {
             None
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(pkt in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = textual_reply(&pkt);
+            let _ = content_length_problem(&pkt);
+        }
+
+        #[test]
+        fn sip_like_datagrams_never_panic(head in "[A-Z]{0,8} [a-z:@.0-9]{0,20} SIP/2\\.0\r\n((Via|From|To|Call-ID|CSeq|Content-Length|l|v): [ -~]{0,30}\r\n){0,8}\r\n[ -~]{0,40}") {
+            let _ = textual_reply(head.as_bytes());
+            let _ = content_length_problem(head.as_bytes());
+        }
+    }
 }
