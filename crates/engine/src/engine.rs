@@ -1,0 +1,430 @@
+//! The engine: calls, their legs, and the translation of routing commands.
+
+use homeline_routing::{
+    AgentId, AgentState, CallId, CallOutcome, Command, Entropy, Event, OverflowTarget, QueueId,
+    RejectReason, Router, Time,
+};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// An operator leg (one INVITE towards one operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LegId(pub u64);
+
+/// When the PBX leg is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AnswerMode {
+    /// At once, with music on hold while the call waits.
+    #[default]
+    OnEnqueue,
+    /// Only when an operator answers; the PBX hears ringing (`180`) meanwhile.
+    OnAgent,
+}
+
+/// What happened, for the engine to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A PBX INVITE accepted by the SIP edge for `queue` (`100 Trying` already sent).
+    Inbound {
+        call: CallId,
+        queue: QueueId,
+        priority: u8,
+        answer: AnswerMode,
+    },
+    /// The PBX cancelled the INVITE or hung up.
+    PbxGone { call: CallId },
+    /// The operator's phone rings (`180`/`183`).
+    AgentRinging { leg: LegId },
+    /// The operator answered (`200`).
+    AgentAnswered { leg: LegId },
+    /// The operator declined (`486`, `603`, ...): counts as a missed offer.
+    AgentRefused { leg: LegId },
+    /// The operator could not be reached (no binding, timeout, transport error): the offer
+    /// moves on at once and the operator is made Not Ready.
+    AgentUnreachable { leg: LegId },
+    /// The operator hung up a connected call.
+    AgentHungUp { leg: LegId },
+    /// The operator's phone registered (`ready`: go Ready at once).
+    AgentOnline { agent: AgentId, ready: bool },
+    /// The operator's last registration vanished or expired.
+    AgentOffline { agent: AgentId },
+    /// An operator asked for a state (console, feature code).
+    AgentRequest(Event),
+}
+
+/// What the runtime must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Answer the PBX leg (`200` with homeline's SDP); `moh`: play music on hold until bridged.
+    AnswerPbx { call: CallId, moh: bool },
+    /// Send `180 Ringing` on the PBX leg.
+    RingPbx { call: CallId },
+    /// Refuse the unanswered PBX leg with `status`; a `3xx` carries `target` as Contact.
+    RejectPbx {
+        call: CallId,
+        status: u16,
+        target: Option<Arc<str>>,
+    },
+    /// Hang up the answered PBX leg (BYE).
+    HangUpPbx { call: CallId },
+    /// INVITE `agent` for `call` on a new leg; ring no longer than `deadline`.
+    CallAgent {
+        call: CallId,
+        leg: LegId,
+        agent: AgentId,
+        deadline: Time,
+    },
+    /// CANCEL the unanswered operator leg.
+    CancelAgent { leg: LegId },
+    /// BYE the answered operator leg.
+    HangUpAgent { leg: LegId },
+    /// Connect the call's PBX media to the operator leg's media.
+    Bridge { call: CallId, leg: LegId },
+    /// The call is over on the PBX side: release its media and state.
+    CallDone { call: CallId },
+    /// An operator's state changed.
+    AgentState { agent: AgentId, state: AgentState },
+    /// A queue visit ended (for the call record and metrics).
+    Record(CallOutcome),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    Inviting,
+    Ringing,
+    /// CANCEL sent; waiting for the final response.
+    Cancelling,
+    Connected,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Leg {
+    call: CallId,
+    agent: AgentId,
+    state: LegState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pbx {
+    /// Not answered yet.
+    Proceeding,
+    Answered,
+}
+
+#[derive(Debug)]
+struct Call {
+    pbx: Pbx,
+    /// The connected operator leg, if any.
+    connected: Option<LegId>,
+}
+
+/// The call path. See the crate documentation.
+#[derive(Debug)]
+pub struct Engine<R> {
+    router: Router<R>,
+    calls: FxHashMap<CallId, Call>,
+    legs: FxHashMap<LegId, Leg>,
+    next_leg: u64,
+    out: VecDeque<Output>,
+}
+
+impl<R: Entropy> Engine<R> {
+    /// An engine around `router`.
+    pub fn new(router: Router<R>) -> Self {
+        Engine {
+            router,
+            calls: FxHashMap::default(),
+            legs: FxHashMap::default(),
+            next_leg: 1,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The routing core, for lookups and statistics.
+    pub fn router(&self) -> &Router<R> {
+        &self.router
+    }
+
+    /// Calls the engine holds.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The next output to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The next deadline (the routing core's).
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.router.poll_timeout()
+    }
+
+    /// Fires deadlines up to `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.router.handle_timeout(now);
+        self.drain_router();
+    }
+
+    /// Applies one input.
+    pub fn handle(&mut self, now: Time, input: Input) {
+        match input {
+            Input::Inbound {
+                call,
+                queue,
+                priority,
+                answer,
+            } => {
+                if self.calls.contains_key(&call) {
+                    return;
+                }
+                let pbx = match answer {
+                    AnswerMode::OnEnqueue => {
+                        self.out.push_back(Output::AnswerPbx { call, moh: true });
+                        Pbx::Answered
+                    }
+                    AnswerMode::OnAgent => {
+                        self.out.push_back(Output::RingPbx { call });
+                        Pbx::Proceeding
+                    }
+                };
+                self.calls.insert(
+                    call,
+                    Call {
+                        pbx,
+                        connected: None,
+                    },
+                );
+                let ev = Event::CallArrived {
+                    call,
+                    queue,
+                    priority,
+                    skills: None,
+                };
+                if self.router.handle(now, ev).is_err() {
+                    // Unknown queue: the edge routed to a queue the core does not have.
+                    self.end_pbx(call, 404);
+                }
+            }
+            Input::PbxGone { call } => {
+                // The PBX side is gone: nothing more to send it.
+                if let Some(c) = self.calls.get(&call) {
+                    let connected = c.connected;
+                    let _ = self.router.handle(now, Event::CallerHungUp { call });
+                    if let Some(leg) = connected {
+                        self.legs.remove(&leg);
+                        self.out.push_back(Output::HangUpAgent { leg });
+                    }
+                    self.finish(call);
+                }
+            }
+            Input::AgentRinging { leg } => {
+                if let Some(l) = self.legs.get_mut(&leg)
+                    && l.state == LegState::Inviting
+                {
+                    l.state = LegState::Ringing;
+                }
+            }
+            Input::AgentAnswered { leg } => self.answered(now, leg),
+            Input::AgentRefused { leg } => {
+                if let Some(l) = self.legs.remove(&leg)
+                    && matches!(l.state, LegState::Inviting | LegState::Ringing)
+                {
+                    let ev = Event::OfferDeclined {
+                        call: l.call,
+                        agent: l.agent,
+                    };
+                    let _ = self.router.handle(now, ev);
+                }
+            }
+            Input::AgentUnreachable { leg } => {
+                if let Some(l) = self.legs.remove(&leg)
+                    && matches!(l.state, LegState::Inviting | LegState::Ringing)
+                {
+                    let _ = self
+                        .router
+                        .handle(now, Event::ConnectionLost { agent: l.agent });
+                }
+            }
+            Input::AgentHungUp { leg } => {
+                if let Some(l) = self.legs.remove(&leg)
+                    && l.state == LegState::Connected
+                {
+                    let _ = self.router.handle(now, Event::CallEnded { call: l.call });
+                    if let Some(c) = self.calls.get_mut(&l.call) {
+                        c.connected = None;
+                    }
+                    self.end_pbx(l.call, 480);
+                }
+            }
+            Input::AgentOnline { agent, ready } => {
+                let _ = self.router.handle(now, Event::Login { agent, ready });
+            }
+            Input::AgentOffline { agent } => {
+                let _ = self.router.handle(now, Event::ConnectionLost { agent });
+            }
+            Input::AgentRequest(ev) => {
+                let _ = self.router.handle(now, ev);
+            }
+        }
+        self.drain_router();
+    }
+
+    fn answered(&mut self, now: Time, leg: LegId) {
+        let Some(l) = self.legs.get(&leg).copied() else {
+            // A leg we no longer know answered: hang it up.
+            self.out.push_back(Output::HangUpAgent { leg });
+            return;
+        };
+        match l.state {
+            LegState::Inviting | LegState::Ringing => {
+                let ev = Event::OfferAccepted {
+                    call: l.call,
+                    agent: l.agent,
+                };
+                match self.router.handle(now, ev) {
+                    Ok(()) => {
+                        if let Some(x) = self.legs.get_mut(&leg) {
+                            x.state = LegState::Connected;
+                        }
+                    }
+                    // Too late (the caller hung up, or someone else answered first).
+                    Err(_) => {
+                        self.legs.remove(&leg);
+                        self.out.push_back(Output::HangUpAgent { leg });
+                    }
+                }
+            }
+            // The CANCEL crossed the 200: this operator lost the call.
+            LegState::Cancelling => {
+                self.legs.remove(&leg);
+                self.out.push_back(Output::HangUpAgent { leg });
+            }
+            LegState::Connected => {}
+        }
+    }
+
+    /// Ends the PBX side of `call`: a final response if it was never answered, else BYE.
+    fn end_pbx(&mut self, call: CallId, status: u16) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        match c.pbx {
+            Pbx::Proceeding => self.out.push_back(Output::RejectPbx {
+                call,
+                status,
+                target: None,
+            }),
+            Pbx::Answered => self.out.push_back(Output::HangUpPbx { call }),
+        }
+        self.finish(call);
+    }
+
+    fn finish(&mut self, call: CallId) {
+        if self.calls.remove(&call).is_some() {
+            self.out.push_back(Output::CallDone { call });
+        }
+    }
+
+    fn leg_of(&self, call: CallId, agent: AgentId) -> Option<LegId> {
+        self.legs
+            .iter()
+            .find(|(_, l)| l.call == call && l.agent == agent && l.state != LegState::Cancelling)
+            .map(|(id, _)| *id)
+    }
+
+    /// Translates every pending routing command.
+    fn drain_router(&mut self) {
+        while let Some(cmd) = self.router.poll_command() {
+            match cmd {
+                Command::Offer {
+                    call,
+                    agent,
+                    deadline,
+                } => {
+                    if !self.calls.contains_key(&call) {
+                        continue;
+                    }
+                    let leg = LegId(self.next_leg);
+                    self.next_leg += 1;
+                    self.legs.insert(
+                        leg,
+                        Leg {
+                            call,
+                            agent,
+                            state: LegState::Inviting,
+                        },
+                    );
+                    self.out.push_back(Output::CallAgent {
+                        call,
+                        leg,
+                        agent,
+                        deadline,
+                    });
+                }
+                Command::Withdraw { call, agent, .. } => {
+                    let Some(leg) = self.leg_of(call, agent) else {
+                        continue;
+                    };
+                    if let Some(l) = self.legs.get_mut(&leg)
+                        && matches!(l.state, LegState::Inviting | LegState::Ringing)
+                    {
+                        l.state = LegState::Cancelling;
+                        self.out.push_back(Output::CancelAgent { leg });
+                    }
+                }
+                Command::Connected { call, agent } => {
+                    let Some(leg) = self.leg_of(call, agent) else {
+                        continue;
+                    };
+                    let Some(c) = self.calls.get_mut(&call) else {
+                        continue;
+                    };
+                    c.connected = Some(leg);
+                    if c.pbx == Pbx::Proceeding {
+                        c.pbx = Pbx::Answered;
+                        self.out.push_back(Output::AnswerPbx { call, moh: false });
+                    }
+                    self.out.push_back(Output::Bridge { call, leg });
+                }
+                Command::Overflow { call, target } => match target {
+                    // The core moved the call to another queue itself.
+                    OverflowTarget::Queue(_) => {}
+                    OverflowTarget::External(t) => self.overflow_out(call, Some(t)),
+                    OverflowTarget::None => self.overflow_out(call, None),
+                },
+                Command::Reject { call, reason } => {
+                    let status = match reason {
+                        RejectReason::NoAgents => 480,
+                        RejectReason::QueueClosed => 404,
+                    };
+                    self.end_pbx(call, status);
+                }
+                Command::AgentStateChanged { agent, to, .. } => {
+                    self.out.push_back(Output::AgentState { agent, state: to });
+                }
+                Command::Outcome(o) => self.out.push_back(Output::Record(o)),
+            }
+        }
+    }
+
+    /// Overflow out of homeline: redirect an unanswered call (`302` to `target`) or refuse
+    /// it (`480`); an answered one is hung up (transfer to the target comes with REFER).
+    fn overflow_out(&mut self, call: CallId, target: Option<Arc<str>>) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        match (c.pbx, target) {
+            (Pbx::Proceeding, Some(t)) => {
+                self.out.push_back(Output::RejectPbx {
+                    call,
+                    status: 302,
+                    target: Some(t),
+                });
+                self.finish(call);
+            }
+            (_, _) => self.end_pbx(call, 480),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! # homeline-engine: the call path as a pure state machine
+//!
+//! Joins the three parties of an inbound call: the PBX leg (a SIP dialog with the central
+//! PBX), the routing core (which operator gets the call) and the operator legs (SIP dialogs
+//! with operators' softphones, several at once for `ring-all`). It owns the
+//! [`homeline_routing::Router`] and turns its commands into what the SIP and media layers
+//! must do, as [`Output`] values. It must not open sockets, parse SIP or read the clock: the
+//! runtime feeds it [`Input`]s with `now` and carries out the outputs.
+//!
+//! ## Races it resolves
+//! - the caller hangs up while the operator answers: the operator's late `200` gets a BYE;
+//! - two operators answer a `ring-all` offer at once: the first wins, the other is hung up;
+//! - a CANCEL crosses the operator's `200`: the leg is hung up and the call goes on.
+//!
+//! Every call ends in exactly one outcome per queue visit (the routing core's guarantee), and
+//! the engine emits [`Output::CallDone`] exactly once per call.
+
+mod engine;
+
+pub use engine::{AnswerMode, Engine, Input, LegId, Output};
+pub use homeline_routing as routing;

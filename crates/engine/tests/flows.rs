@@ -1,0 +1,384 @@
+//! Call flows and races on virtual time.
+
+use homeline_engine::routing::*;
+use homeline_engine::{AnswerMode, Engine, Input, LegId, Output};
+use std::time::Duration;
+
+fn engine(strategy: Strategy, agents: &[&str]) -> Engine<SplitMix64> {
+    let q = QueueConfig {
+        strategy,
+        wrap_up: Duration::from_secs(10),
+        ..QueueConfig::new("support")
+    };
+    let agents = agents
+        .iter()
+        .map(|n| AgentConfig {
+            name: (*n).into(),
+            queues: vec![MembershipConfig {
+                queue: "support".into(),
+                penalty: 0,
+            }],
+            skills: vec![],
+        })
+        .collect();
+    let router = Router::new(
+        &RouterConfig {
+            queues: vec![q],
+            agents,
+        },
+        SplitMix64::new(1),
+    )
+    .expect("config");
+    Engine::new(router)
+}
+
+struct T {
+    e: Engine<SplitMix64>,
+    now: Time,
+    outcomes: Vec<CallOutcome>,
+    done: Vec<CallId>,
+}
+
+impl T {
+    fn new(strategy: Strategy, agents: &[&str]) -> T {
+        T {
+            e: engine(strategy, agents),
+            now: Time::ZERO,
+            outcomes: vec![],
+            done: vec![],
+        }
+    }
+
+    fn agent(&self, name: &str) -> AgentId {
+        self.e.router().agent_id(name).expect("agent")
+    }
+
+    fn run(&mut self, input: Input) -> Vec<Output> {
+        self.e.handle(self.now, input);
+        self.collect()
+    }
+
+    fn collect(&mut self) -> Vec<Output> {
+        let mut out = Vec::new();
+        while let Some(o) = self.e.poll_output() {
+            match &o {
+                Output::Record(r) => self.outcomes.push(r.clone()),
+                Output::CallDone { call } => self.done.push(*call),
+                _ => {}
+            }
+            out.push(o);
+        }
+        self.e
+            .router()
+            .check_invariants(self.now)
+            .expect("routing invariants");
+        out
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Output> {
+        self.now = self.now + d;
+        self.e.handle_timeout(self.now);
+        self.collect()
+    }
+
+    fn online(&mut self, name: &str) {
+        let agent = self.agent(name);
+        self.run(Input::AgentOnline { agent, ready: true });
+    }
+
+    fn inbound(&mut self, call: u64, answer: AnswerMode) -> Vec<Output> {
+        let queue = self.e.router().queue_id("support").expect("queue");
+        self.run(Input::Inbound {
+            call: CallId(call),
+            queue,
+            priority: 0,
+            answer,
+        })
+    }
+}
+
+fn invites(out: &[Output]) -> Vec<(LegId, AgentId)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::CallAgent { leg, agent, .. } => Some((*leg, *agent)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn on_enqueue_answers_at_once_with_music_then_bridges_and_ends_on_pbx_bye() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice"]);
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    assert_eq!(
+        out[0],
+        Output::AnswerPbx {
+            call: CallId(1),
+            moh: true
+        },
+        "queued callers hear music"
+    );
+    assert!(invites(&out).is_empty(), "nobody is Ready yet");
+    let agent = t.agent("alice");
+    let out = t.run(Input::AgentOnline { agent, ready: true });
+    let [(leg, a)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(a, agent);
+    t.run(Input::AgentRinging { leg });
+    let out = t.run(Input::AgentAnswered { leg });
+    assert!(out.contains(&Output::Bridge {
+        call: CallId(1),
+        leg
+    }));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::AnswerPbx { .. })),
+        "already answered"
+    );
+    let out = t.run(Input::PbxGone { call: CallId(1) });
+    assert!(out.contains(&Output::HangUpAgent { leg }));
+    assert_eq!(t.done, [CallId(1)]);
+    assert_eq!(t.outcomes.len(), 1);
+    assert!(matches!(t.outcomes[0].outcome, Outcome::Answered { .. }));
+    assert!(matches!(
+        t.e.router().agent_state(agent).expect("agent").0,
+        AgentState::WrapUp { .. }
+    ));
+}
+
+#[test]
+fn on_agent_rings_the_pbx_and_answers_when_the_operator_does() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice"]);
+    t.online("alice");
+    let out = t.inbound(1, AnswerMode::OnAgent);
+    assert_eq!(out[0], Output::RingPbx { call: CallId(1) });
+    let [(leg, _)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    let out = t.run(Input::AgentAnswered { leg });
+    let answer = out.iter().position(|o| {
+        *o == Output::AnswerPbx {
+            call: CallId(1),
+            moh: false,
+        }
+    });
+    let bridge = out.iter().position(|o| {
+        *o == Output::Bridge {
+            call: CallId(1),
+            leg,
+        }
+    });
+    assert!(answer.is_some() && answer < bridge, "{out:?}");
+    let out = t.run(Input::AgentHungUp { leg });
+    assert!(out.contains(&Output::HangUpPbx { call: CallId(1) }));
+    assert_eq!(t.done, [CallId(1)]);
+}
+
+#[test]
+fn ring_no_answer_cancels_and_moves_the_call_on() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice", "bob"]);
+    t.online("alice");
+    t.online("bob");
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    let [(leg1, first)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    let out = t.advance(Duration::from_secs(15));
+    assert!(out.contains(&Output::CancelAgent { leg: leg1 }));
+    let [(leg2, second)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    assert_ne!(first, second);
+    assert!(matches!(
+        t.e.router().agent_state(first).expect("agent").0,
+        AgentState::NotReady {
+            reason: NotReadyReason::NoAnswer
+        }
+    ));
+    // The cancelled phone's 487 changes nothing.
+    assert!(
+        t.run(Input::AgentRefused { leg: leg1 })
+            .iter()
+            .all(|o| !matches!(o, Output::CallAgent { .. }))
+    );
+    t.run(Input::AgentAnswered { leg: leg2 });
+    assert_eq!(
+        t.e.router().agent_state(second).expect("agent").0,
+        &AgentState::OnCall { call: CallId(1) }
+    );
+}
+
+#[test]
+fn a_cancel_crossing_the_operators_200_hangs_that_operator_up() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice", "bob"]);
+    t.online("alice");
+    t.online("bob");
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    let [(leg1, _)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    let out = t.advance(Duration::from_secs(15));
+    let [(leg2, _)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    // alice's 200 was already on the wire when the CANCEL left.
+    let out = t.run(Input::AgentAnswered { leg: leg1 });
+    assert_eq!(out, [Output::HangUpAgent { leg: leg1 }]);
+    let out = t.run(Input::AgentAnswered { leg: leg2 });
+    assert!(out.contains(&Output::Bridge {
+        call: CallId(1),
+        leg: leg2
+    }));
+}
+
+#[test]
+fn caller_hanging_up_as_the_operator_answers_loses_nothing() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice"]);
+    t.online("alice");
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    let [(leg, agent)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    let out = t.run(Input::PbxGone { call: CallId(1) });
+    assert!(out.contains(&Output::CancelAgent { leg }));
+    // The operator's 200 crossed the CANCEL.
+    let out = t.run(Input::AgentAnswered { leg });
+    assert_eq!(out, [Output::HangUpAgent { leg }]);
+    assert_eq!(t.outcomes.len(), 1);
+    assert_eq!(t.outcomes[0].outcome, Outcome::Abandoned);
+    assert_eq!(
+        t.e.router().agent_state(agent).expect("agent").0,
+        &AgentState::Available
+    );
+    assert_eq!(t.done, [CallId(1)]);
+}
+
+#[test]
+fn ring_all_two_answers_at_once_first_wins() {
+    let mut t = T::new(Strategy::RingAll, &["alice", "bob", "carol"]);
+    for n in ["alice", "bob", "carol"] {
+        t.online(n);
+    }
+    let out = t.inbound(1, AnswerMode::OnAgent);
+    let legs = invites(&out);
+    assert_eq!(legs.len(), 3);
+    let out = t.run(Input::AgentAnswered { leg: legs[1].0 });
+    assert!(out.contains(&Output::Bridge {
+        call: CallId(1),
+        leg: legs[1].0
+    }));
+    let cancels: Vec<_> = out
+        .iter()
+        .filter(|o| matches!(o, Output::CancelAgent { .. }))
+        .collect();
+    assert_eq!(cancels.len(), 2);
+    let out = t.run(Input::AgentAnswered { leg: legs[0].0 });
+    assert_eq!(
+        out,
+        [Output::HangUpAgent { leg: legs[0].0 }],
+        "second answer loses"
+    );
+    assert_eq!(
+        t.e.router().agent_state(legs[0].1).expect("agent").0,
+        &AgentState::Available
+    );
+}
+
+#[test]
+fn unreachable_operator_moves_the_offer_on_at_once() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice", "bob"]);
+    t.online("alice");
+    t.online("bob");
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    let [(leg1, first)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    let out = t.run(Input::AgentUnreachable { leg: leg1 });
+    let [(_, second)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    assert_ne!(first, second);
+    assert!(matches!(
+        t.e.router().agent_state(first).expect("agent").0,
+        AgentState::NotReady {
+            reason: NotReadyReason::ConnectionLost
+        }
+    ));
+}
+
+#[test]
+fn declined_offer_counts_as_a_miss_and_goes_to_the_next_operator() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice", "bob"]);
+    t.online("alice");
+    t.online("bob");
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    let [(leg1, first)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    let out = t.run(Input::AgentRefused { leg: leg1 });
+    assert_eq!(invites(&out).len(), 1);
+    assert!(matches!(
+        t.e.router().agent_state(first).expect("agent").0,
+        AgentState::NotReady {
+            reason: NotReadyReason::NoAnswer
+        }
+    ));
+}
+
+#[test]
+fn registration_gone_makes_the_operator_not_ready_and_wrap_up_holds_offers() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice"]);
+    t.online("alice");
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    let [(leg, agent)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    t.run(Input::AgentAnswered { leg });
+    t.run(Input::AgentHungUp { leg });
+    let out = t.inbound(2, AnswerMode::OnEnqueue);
+    assert!(invites(&out).is_empty(), "alice is in wrap-up");
+    let out = t.advance(Duration::from_secs(10));
+    assert_eq!(invites(&out).len(), 1, "offered once wrap-up ends");
+    let out = t.run(Input::AgentOffline { agent });
+    assert!(out.iter().any(|o| matches!(o, Output::CancelAgent { .. })));
+    assert!(matches!(
+        t.e.router().agent_state(agent).expect("agent").0,
+        AgentState::NotReady {
+            reason: NotReadyReason::ConnectionLost
+        }
+    ));
+}
+
+#[test]
+fn max_wait_overflow_out_redirects_or_refuses_the_unanswered_call() {
+    let q = QueueConfig {
+        max_wait: Some(Duration::from_secs(30)),
+        overflow: Some(OverflowConfig::External("sip:9000@pbx".into())),
+        ..QueueConfig::new("support")
+    };
+    let router = Router::new(
+        &RouterConfig {
+            queues: vec![q],
+            agents: vec![],
+        },
+        SplitMix64::new(1),
+    )
+    .expect("config");
+    let mut t = T {
+        e: Engine::new(router),
+        now: Time::ZERO,
+        outcomes: vec![],
+        done: vec![],
+    };
+    t.inbound(1, AnswerMode::OnAgent);
+    let out = t.advance(Duration::from_secs(30));
+    assert!(out.iter().any(|o| matches!(o, Output::RejectPbx { status: 302, target: Some(t), .. } if &**t == "sip:9000@pbx")));
+    assert_eq!(t.done, [CallId(1)]);
+    t.inbound(2, AnswerMode::OnEnqueue);
+    let out = t.advance(Duration::from_secs(30));
+    assert!(
+        out.contains(&Output::HangUpPbx { call: CallId(2) }),
+        "answered calls are hung up"
+    );
+    assert_eq!(t.outcomes.len(), 2);
+}
