@@ -3,7 +3,7 @@
 use crate::config::{NotReadyReason, Strategy, WhenEmpty};
 use crate::event::{AgentState, Cause, Command, EventError, RejectReason, WithdrawReason};
 use crate::ids::AgentId;
-use crate::keys::{AgentFacts, available_key, skill_key};
+use crate::keys::{AgentFacts, available_key};
 use crate::keys::{key_agent, key_tier};
 use crate::rng::Entropy;
 use crate::router::{AfterCall, AgentRec, Router};
@@ -72,19 +72,6 @@ impl<R: Entropy> Router<R> {
                 q.available.insert(key);
             } else {
                 q.available.remove(&key);
-            }
-            if q.strategy != Strategy::Skills {
-                continue;
-            }
-            for &(skill, prof) in &agent.skills {
-                if let Some(Some(set)) = q.by_skill.get_mut(usize::from(skill.0)) {
-                    let key = skill_key(m.penalty, prof, f.available_since, a);
-                    if insert {
-                        set.insert(key);
-                    } else {
-                        set.remove(&key);
-                    }
-                }
             }
         }
     }

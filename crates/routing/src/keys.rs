@@ -57,17 +57,6 @@ pub(crate) fn available_key(strategy: Strategy, tier: u8, agent: u32, f: &AgentF
     }
 }
 
-/// The key of an Available agent in a skills queue's per-skill index: best proficiency first,
-/// then longest idle.
-pub(crate) fn skill_key(tier: u8, proficiency: u8, available_since: u64, agent: u32) -> u128 {
-    agent_key(
-        tier,
-        u32::from(u8::MAX - proficiency) << 16,
-        available_since,
-        agent,
-    )
-}
-
 /// First sequence number at the tail; head insertions count down from below it.
 pub(crate) const SEQ_MIDDLE: u64 = 1 << 55;
 const SEQ_MASK: u64 = (1 << 56) - 1;
@@ -98,12 +87,6 @@ mod tests {
             agent_key(0, u32::MAX, 0, 0),
             agent_key(0, SECONDARY_MAX, 0, 0)
         );
-    }
-
-    #[test]
-    fn skill_keys_put_best_proficiency_first() {
-        assert!(skill_key(0, 5, 1000, 1) < skill_key(0, 4, 0, 2));
-        assert!(skill_key(0, 1, 0, 1) < skill_key(1, 5, 0, 2));
     }
 
     #[test]

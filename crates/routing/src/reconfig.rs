@@ -108,7 +108,6 @@ impl<R: Entropy> Router<R> {
                     strategy: qc.strategy,
                     waiting: BTreeSet::new(),
                     available: BTreeSet::new(),
-                    by_skill: Vec::new(),
                     head_seq: 0,
                     tail_seq: 0,
                     rr_cursor: None,
@@ -246,23 +245,18 @@ impl<R: Entropy> Router<R> {
     fn rebuild_indexes(&mut self) {
         for q in &mut self.queues {
             q.available.clear();
-            // Keep tracking the skills tracked so far, plus the queue's own requirements.
-            let mut tracked: Vec<usize> = (0..q.by_skill.len())
-                .filter(|&s| q.by_skill[s].is_some())
-                .collect();
-            tracked.extend(q.params.required.iter().map(|r| usize::from(r.skill.0)));
-            q.by_skill.clear();
-            if q.strategy == crate::Strategy::Skills {
-                for s in tracked {
-                    if q.by_skill.len() <= s {
-                        q.by_skill.resize_with(s + 1, || None);
-                    }
-                    q.by_skill[s] = Some(BTreeSet::new());
-                }
-            }
             q.logged_in = 0;
             q.members = 0;
         }
+        self.skill_masks = self
+            .agents
+            .iter()
+            .map(|a| {
+                a.skills
+                    .iter()
+                    .fold(0, |m, &(s, _)| m | crate::select::skill_bit(s))
+            })
+            .collect();
         for agent in &self.agents {
             for m in &agent.members {
                 let q = &mut self.queues[m.queue as usize];

@@ -102,9 +102,6 @@ pub(crate) struct QueueRec {
     pub waiting: BTreeSet<u128>,
     /// Available members in strategy order.
     pub available: BTreeSet<u128>,
-    /// `skills` strategy only, by skill id: the Available members that have the skill, best
-    /// proficiency first; `None` until a call needs that skill here (built on demand).
-    pub by_skill: Vec<Option<BTreeSet<u128>>>,
     pub head_seq: u64,
     pub tail_seq: u64,
     /// `round-robin`: order of the operator offered last.
@@ -119,10 +116,6 @@ pub(crate) struct QueueRec {
 impl QueueRec {
     pub fn logged_in(&self) -> u32 {
         self.logged_in
-    }
-
-    pub fn skill_set(&self, skill: SkillId) -> Option<&BTreeSet<u128>> {
-        self.by_skill.get(usize::from(skill.0))?.as_ref()
     }
 
     /// The relaxation floor for a call that arrived at `arrived`: required minimums are
@@ -181,6 +174,9 @@ pub(crate) enum Timer {
 #[derive(Debug)]
 pub struct Router<R> {
     pub(crate) agents: Vec<AgentRec>,
+    /// Per operator, a bit per skill it has (see `select::skill_bit`): a dense array that
+    /// strategies check before touching an operator's record.
+    pub(crate) skill_masks: Vec<u64>,
     pub(crate) agent_names: FxHashMap<Arc<str>, u32>,
     pub(crate) queues: Vec<QueueRec>,
     pub(crate) queue_names: FxHashMap<Arc<str>, u32>,
@@ -201,6 +197,7 @@ impl<R: Entropy> Router<R> {
     pub fn new(config: &RouterConfig, rng: R) -> Result<Self, Vec<ConfigError>> {
         let mut router = Router {
             agents: Vec::new(),
+            skill_masks: Vec::new(),
             agent_names: FxHashMap::default(),
             queues: Vec::new(),
             queue_names: FxHashMap::default(),

@@ -9,7 +9,7 @@
 
 use crate::config::Strategy;
 use crate::event::SkillReq;
-use crate::keys::{key_agent, key_call, key_primary, key_tier, skill_key, tier_range};
+use crate::keys::{key_agent, key_call, key_primary, key_tier, tier_range};
 use crate::rng::Entropy;
 use crate::router::{AgentRec, CallState, QueueRec, Router};
 use crate::time::Time;
@@ -17,17 +17,39 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::ops::RangeBounds;
 
-/// What `pick` scans with: the operators and the call's requirements.
+/// What `pick` scans with: the operators, their skill masks and the call's requirements.
 struct Scan<'a> {
     agents: &'a [AgentRec],
+    masks: &'a [u64],
     reqs: &'a [SkillReq],
     floor: u8,
+    /// Skills (as mask bits) an operator must have at all.
+    need: u64,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
+    fn new(agents: &'a [AgentRec], masks: &'a [u64], reqs: &'a [SkillReq], floor: u8) -> Self {
+        let need = reqs
+            .iter()
+            .filter(|r| r.min.min(floor) > 0)
+            .fold(0, |m, r| m | skill_bit(r.skill));
+        Scan {
+            agents,
+            masks,
+            reqs,
+            floor,
+            need,
+        }
+    }
+
+    /// Whether the operator of `key` qualifies. The dense mask array is checked first, so
+    /// most operators who lack a skill are skipped without touching their record.
     fn fits(&self, key: u128) -> bool {
-        self.reqs.is_empty()
-            || self.agents[key_agent(key) as usize].qualifies(self.reqs, self.floor)
+        if self.reqs.is_empty() {
+            return true;
+        }
+        let a = key_agent(key) as usize;
+        self.masks[a] & self.need == self.need && self.agents[a].qualifies(self.reqs, self.floor)
     }
 
     /// The first key in `range` of `set` whose operator qualifies.
@@ -43,23 +65,27 @@ impl Scan<'_> {
     }
 }
 
+/// The bit of `skill` in an operator's skill mask (exact below 64 skills; above, a filter
+/// with false positives that the full check removes).
+pub(crate) fn skill_bit(skill: crate::SkillId) -> u64 {
+    1 << (skill.0 % 64)
+}
+
 /// Picks the operators to ring for a call needing `reqs` (capped at `floor`) in `queue`:
 /// their keys in the queue's Available index go to `out` (cleared first). Returns the new
 /// round-robin cursor, if it moves.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pick(
     queue: &QueueRec,
     agents: &[AgentRec],
+    masks: &[u64],
     reqs: &[SkillReq],
     floor: u8,
     rng: &mut impl Entropy,
     out: &mut Vec<u128>,
 ) -> Option<u64> {
     out.clear();
-    let scan = Scan {
-        agents,
-        reqs,
-        floor,
-    };
+    let scan = Scan::new(agents, masks, reqs, floor);
     let set = &queue.available;
     let head = scan.first(set, ..)?;
     let tier = key_tier(head);
@@ -89,12 +115,21 @@ pub(crate) fn pick(
             }
         }
         Strategy::Skills => {
-            // Best proficiency in the first required skill within the tier, else `head`.
-            let best = reqs
-                .first()
-                .and_then(|r| queue.skill_set(r.skill))
-                .and_then(|s| scan.first(s, tier_range(tier)));
-            out.push(best.unwrap_or(head));
+            // Best proficiency in the first required skill within the tier; the index is in
+            // longest-idle order, so the first of equals is the longest idle.
+            let mut best = (head, 0u8);
+            if let Some(r) = reqs.first() {
+                for k in scan.tier(set, tier) {
+                    let p = agents[key_agent(k) as usize].proficiency(r.skill);
+                    if p > best.1 {
+                        best = (k, p);
+                        if p >= 5 {
+                            break;
+                        }
+                    }
+                }
+            }
+            out.push(best.0);
         }
     }
     None
@@ -114,14 +149,10 @@ impl<R: Entropy> Router<R> {
             return false;
         }
         let q = call.queue as usize;
-        if self.queues[q].strategy == Strategy::Skills
-            && let Some(r) = call.reqs.first().copied()
-        {
-            self.track_skill(q, r.skill);
-        }
         let Router {
             queues,
             agents,
+            skill_masks,
             calls,
             rng,
             scratch,
@@ -133,7 +164,7 @@ impl<R: Entropy> Router<R> {
         };
         let queue = &queues[q];
         let floor = queue.floor(call.arrived, now);
-        let cursor = pick(queue, agents, &call.reqs, floor, rng, picked);
+        let cursor = pick(queue, agents, skill_masks, &call.reqs, floor, rng, picked);
         if let Some(cursor) = cursor {
             queues[q].rr_cursor = Some(cursor);
         }
@@ -149,30 +180,6 @@ impl<R: Entropy> Router<R> {
         self.offer(now, c, &agents);
         self.scratch = agents;
         true
-    }
-
-    /// Starts keeping queue `q`'s per-skill index for `skill`, built from its Available
-    /// index.
-    fn track_skill(&mut self, q: usize, skill: crate::SkillId) {
-        let Router { queues, agents, .. } = self;
-        let queue = &mut queues[q];
-        let s = usize::from(skill.0);
-        if queue.by_skill.len() <= s {
-            queue.by_skill.resize_with(s + 1, || None);
-        }
-        if queue.by_skill[s].is_some() {
-            return;
-        }
-        let mut set = BTreeSet::new();
-        for &k in &queue.available {
-            let a = key_agent(k);
-            let agent = &agents[a as usize];
-            let prof = agent.proficiency(skill);
-            if prof > 0 {
-                set.insert(skill_key(key_tier(k), prof, agent.since.as_nanos(), a));
-            }
-        }
-        queue.by_skill[s] = Some(set);
     }
 
     /// Offers Available operator `a` the best waiting call it qualifies for, if any.
