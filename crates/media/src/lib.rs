@@ -1,0 +1,45 @@
+//! # homeline-media: the media plane of homeline
+//!
+//! Owns what happens to a call's audio: SDP offer/answer for the RTP legs, the RTP relay between
+//! the PBX leg and the operator leg (symmetric RTP, payload-type mapping, RTCP), per-leg quality
+//! statistics, G.711 and the tones homeline plays (ring-back, a hold tone). Later also the
+//! WebRTC legs (str0m) and DTMF (SIP INFO ⇄ RFC 4733). It must not touch call state, routing or
+//! SIP: the engine decides, and tells a call's relay what to do through its bounded control
+//! channel; nothing here sits behind a lock shared with signalling on the packet path.
+//!
+//! ## Layers
+//! - Pure, sans-IO, no tokio: [`sdp`] (parse, [`sdp::negotiate`], [`sdp::LocalSdp`]), [`rtp`]
+//!   (zero-allocation header view, payload-type rewrite, RTCP demultiplexing), [`stats`]
+//!   (RFC 3550 loss and jitter, E-model MOS), [`g711`] (μ-law/A-law tables), [`tone`]
+//!   (allocation-free tone frames, Goertzel), and [`relay::RelayCore`], the per-call relay
+//!   decisions. Time comes in as an argument; randomness as a seed.
+//! - The thin tokio shell: [`relay::spawn`] runs one task per call that owns its core and its
+//!   four sockets; [`relay::PortAllocator`] leases RTP/RTCP port pairs.
+//!
+//! ## Why hand-written
+//! DESIGN allows `rtc-sdp`/`rtc-rtp`. For this scope (one G.711 stream, a header view, and
+//! negotiation with hold rules) the hand-written code is smaller than the glue to those crates'
+//! general string-based models, has no dependencies beyond tokio and thiserror, returns one
+//! error type per operation, and is property-tested here. The RTP header view in particular must
+//! not allocate, which a general packet type with owned payloads does. The WebRTC side will use
+//! str0m's own types.
+//!
+//! ## Panic policy
+//! Nothing a peer sends can panic this crate: SDP text, RTP and RTCP datagrams of any content
+//! come back as typed errors or counted drops (property tests feed arbitrary input to the
+//! parsers). Tones clamp nonsense parameters instead of failing.
+
+pub mod codec;
+pub mod g711;
+pub mod relay;
+pub mod rtp;
+pub mod sdp;
+pub mod stats;
+pub mod tone;
+
+pub use codec::{Codec, Payloads};
+pub use relay::{
+    Control, Leg, LegMedia, PortAllocator, RelayConfig, RelayHandle, RelayReport, spawn,
+};
+pub use sdp::{Direction, LocalSdp, Negotiated, SessionDescription, negotiate};
+pub use tone::{Tone, ToneSpec};

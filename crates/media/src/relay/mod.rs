@@ -1,0 +1,326 @@
+//! The RTP relay of one call: two legs, each a pair of UDP sockets, joined by one tokio task.
+//!
+//! [`spawn`] takes the legs' sockets (from a [`PortAllocator`]) and their media as far as known
+//! and starts the call's task, which owns a [`RelayCore`] by value and drives it:
+//!
+//! ```text
+//! loop {
+//!     select! {
+//!         control message      => apply it (Stop, or every sender gone: return the report)
+//!         20 ms tick, if a tone plays => core.poll_tone(leg) → send
+//!         a socket is readable => drain it (up to 64 datagrams): core.on_rtp / on_rtcp → send
+//!     }
+//! }
+//! ```
+//!
+//! The packet path reads one clock (`Instant::now()` per datagram, for jitter), uses one fixed
+//! 2 KiB buffer, sends with `try_send_to` (a full socket buffer drops and counts rather than
+//! stalling the call), and shares no lock or state with signalling: the engine talks to it only
+//! through the bounded [`Control`] channel. Symmetric RTP: each leg's remote is latched from the
+//! first packet received on it, with the SDP address as the guess until then.
+
+mod core;
+mod ports;
+
+pub use self::core::{LegCounters, LegReport, RelayCore, RelayReport, SocketKind, Verdict};
+pub use ports::{LegSockets, PortAllocator, PortError, PortLease};
+
+use crate::codec::Payloads;
+use crate::rtp;
+use crate::sdp::Negotiated;
+use crate::tone::{FRAME_MS, ToneSpec};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+/// Capacity of a relay's control channel.
+pub const CONTROL_CAPACITY: usize = 16;
+/// Datagrams read from one socket before the task looks at the others again.
+const DRAIN_BUDGET: usize = 64;
+/// Receive buffer; a datagram that fills it is taken as truncated and dropped.
+const BUF_LEN: usize = 2048;
+
+/// One side of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The PBX (trunk) side.
+    A,
+    /// The operator side.
+    B,
+}
+
+impl Leg {
+    /// The other leg.
+    pub const fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Leg::A => 0,
+            Leg::B => 1,
+        }
+    }
+}
+
+/// What the relay needs to know about a leg's remote, from offer/answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LegMedia {
+    /// The remote's RTP address from SDP: the first guess until packets arrive.
+    pub remote_rtp: Option<SocketAddr>,
+    /// The remote's RTCP address from SDP.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// RTCP travels on the RTP port.
+    pub rtcp_mux: bool,
+    /// The payload types the leg uses.
+    pub payloads: Payloads,
+}
+
+impl From<&Negotiated> for LegMedia {
+    fn from(n: &Negotiated) -> Self {
+        LegMedia {
+            remote_rtp: n.remote_rtp,
+            remote_rtcp: n.remote_rtcp,
+            rtcp_mux: n.rtcp_mux,
+            payloads: n.payloads,
+        }
+    }
+}
+
+/// A message to a running relay.
+#[derive(Debug)]
+pub enum Control {
+    /// Relay between the legs; stops tones.
+    Bridge,
+    /// Stop relaying.
+    Unbridge,
+    /// Send nothing relayed to this leg.
+    Hold(Leg),
+    /// Undo `Hold`.
+    Resume(Leg),
+    /// Play a tone to this leg, replacing relayed media to it.
+    PlayTone(Leg, ToneSpec),
+    /// Stop the tone to this leg.
+    StopTone(Leg),
+    /// New media for a leg (its answer arrived, or a re-INVITE); re-arms its latches.
+    Configure(Leg, LegMedia),
+    /// Send back the statistics so far.
+    Report(oneshot::Sender<RelayReport>),
+    /// End the task; it returns the final report.
+    Stop,
+}
+
+/// The relay task has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[error("the relay has stopped")]
+pub struct RelayClosed;
+
+/// Why a relay could not start.
+#[derive(Debug, Error)]
+pub enum RelayError {
+    /// Called outside a tokio runtime.
+    #[error("no tokio runtime to run the relay on")]
+    NoRuntime,
+    /// A socket could not be registered with the runtime's reactor (I/O not enabled on it).
+    #[error("cannot register relay socket: {0}")]
+    Socket(#[from] io::Error),
+}
+
+/// What a relay starts with.
+#[derive(Clone, Copy, Debug)]
+pub struct RelayConfig {
+    /// The PBX leg's media, if known.
+    pub a: Option<LegMedia>,
+    /// The operator leg's media, if known (usually not until the operator answers).
+    pub b: Option<LegMedia>,
+    /// From the caller's random source: SSRCs and sequence numbers of tones.
+    pub seed: u64,
+}
+
+/// The engine's end of a relay: cheap to clone, sends [`Control`] messages. The task stops when
+/// every handle is dropped.
+#[derive(Clone, Debug)]
+pub struct RelayHandle {
+    tx: mpsc::Sender<Control>,
+}
+
+impl RelayHandle {
+    /// Sends a message, waiting for room in the channel.
+    pub async fn send(&self, control: Control) -> Result<(), RelayClosed> {
+        self.tx.send(control).await.map_err(|_| RelayClosed)
+    }
+
+    /// Sends a message if there is room now.
+    pub fn try_send(&self, control: Control) -> Result<(), mpsc::error::TrySendError<Control>> {
+        self.tx.try_send(control)
+    }
+
+    /// The statistics so far.
+    pub async fn report(&self) -> Result<RelayReport, RelayClosed> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Control::Report(tx)).await?;
+        rx.await.map_err(|_| RelayClosed)
+    }
+}
+
+struct LegIo {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    // after the sockets: the ports go back to the pool once both are closed
+    _lease: PortLease,
+}
+
+impl LegIo {
+    fn new(sockets: LegSockets) -> io::Result<Self> {
+        let (rtp, rtcp, lease) = sockets.into_parts();
+        Ok(LegIo {
+            rtp: UdpSocket::from_std(rtp)?,
+            rtcp: UdpSocket::from_std(rtcp)?,
+            _lease: lease,
+        })
+    }
+
+    fn socket(&self, kind: SocketKind) -> &UdpSocket {
+        match kind {
+            SocketKind::Rtp => &self.rtp,
+            SocketKind::Rtcp => &self.rtcp,
+        }
+    }
+}
+
+/// Starts the relay task of one call on the current tokio runtime, which must have I/O and time
+/// enabled (`enable_all`). Returns its handle and the
+/// task, which yields the final report after [`Control::Stop`] or when every handle is dropped.
+pub fn spawn(
+    config: RelayConfig,
+    a: LegSockets,
+    b: LegSockets,
+) -> Result<(RelayHandle, JoinHandle<RelayReport>), RelayError> {
+    // tokio's from_std and spawn panic outside a runtime; say so as an error instead
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| RelayError::NoRuntime)?;
+    let io = [LegIo::new(a)?, LegIo::new(b)?];
+    let core = RelayCore::new(config.a, config.b, config.seed);
+    let (tx, rx) = mpsc::channel(CONTROL_CAPACITY);
+    let task = runtime.spawn(run(core, io, rx));
+    Ok((RelayHandle { tx }, task))
+}
+
+enum Wake {
+    Readable(Leg, SocketKind),
+    Handled,
+    Done,
+}
+
+async fn run(mut core: RelayCore, io: [LegIo; 2], mut rx: mpsc::Receiver<Control>) -> RelayReport {
+    let mut buf = [0u8; BUF_LEN];
+    let mut ticker = tokio::time::interval(Duration::from_millis(u64::from(FRAME_MS)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let [a, b] = &io;
+    loop {
+        let wake = tokio::select! {
+            msg = rx.recv() => match msg {
+                None | Some(Control::Stop) => Wake::Done,
+                Some(control) => {
+                    let tone_was_active = core.tone_active();
+                    apply(&mut core, control);
+                    if !tone_was_active && core.tone_active() {
+                        ticker.reset_immediately();
+                    }
+                    Wake::Handled
+                }
+            },
+            _ = ticker.tick(), if core.tone_active() => {
+                send_tones(&mut core, &io, &mut buf);
+                Wake::Handled
+            }
+            r = a.rtp.readable() => readable(r, Leg::A, SocketKind::Rtp),
+            r = b.rtp.readable() => readable(r, Leg::B, SocketKind::Rtp),
+            r = a.rtcp.readable() => readable(r, Leg::A, SocketKind::Rtcp),
+            r = b.rtcp.readable() => readable(r, Leg::B, SocketKind::Rtcp),
+        };
+        match wake {
+            Wake::Readable(leg, kind) => drain(&mut core, &io, leg, kind, &mut buf),
+            Wake::Handled => {}
+            Wake::Done => break,
+        }
+    }
+    core.report()
+}
+
+/// Readiness fails only when the runtime's reactor is going away: end the call then.
+fn readable(result: io::Result<()>, leg: Leg, kind: SocketKind) -> Wake {
+    match result {
+        Ok(()) => Wake::Readable(leg, kind),
+        Err(_) => Wake::Done,
+    }
+}
+
+fn apply(core: &mut RelayCore, control: Control) {
+    match control {
+        Control::Bridge => core.bridge(),
+        Control::Unbridge => core.unbridge(),
+        Control::Hold(leg) => core.hold(leg),
+        Control::Resume(leg) => core.resume(leg),
+        Control::PlayTone(leg, spec) => core.play_tone(leg, spec),
+        Control::StopTone(leg) => core.stop_tone(leg),
+        Control::Configure(leg, media) => core.configure(leg, media),
+        Control::Report(reply) => {
+            // the asker may have given up; nothing to do then
+            let _ = reply.send(core.report());
+        }
+        Control::Stop => {}
+    }
+}
+
+fn send_tones(core: &mut RelayCore, io: &[LegIo; 2], buf: &mut [u8]) {
+    for leg in [Leg::A, Leg::B] {
+        if let Some((len, to)) = core.poll_tone(leg, buf) {
+            let sent = io[leg.index()].rtp.try_send_to(&buf[..len], to);
+            if sent.is_err() {
+                core.note_send_error(leg);
+            }
+        }
+    }
+}
+
+fn drain(core: &mut RelayCore, io: &[LegIo; 2], leg: Leg, kind: SocketKind, buf: &mut [u8]) {
+    let socket = io[leg.index()].socket(kind);
+    for _ in 0..DRAIN_BUDGET {
+        let (len, from) = match socket.try_recv_from(buf) {
+            Ok(received) => received,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            // ICMP errors surfaced on the socket (e.g. port unreachable): keep reading
+            Err(_) => continue,
+        };
+        if len >= buf.len() {
+            core.note_invalid(leg);
+            continue;
+        }
+        let packet = &mut buf[..len];
+        let verdict = match kind {
+            SocketKind::Rtp if rtp::is_rtcp(packet) => core.on_rtcp(leg, from, packet, true),
+            SocketKind::Rtp => core.on_rtp(leg, from, packet, Instant::now()),
+            SocketKind::Rtcp => core.on_rtcp(leg, from, packet, false),
+        };
+        if let Verdict::Forward {
+            leg: out,
+            socket,
+            to,
+        } = verdict
+            && io[out.index()]
+                .socket(socket)
+                .try_send_to(packet, to)
+                .is_err()
+        {
+            core.note_send_error(out);
+        }
+    }
+}
