@@ -179,20 +179,10 @@ impl<R: Entropy> Engine<R> {
                 if self.calls.contains_key(&call) {
                     return;
                 }
-                let pbx = match answer {
-                    AnswerMode::OnEnqueue => {
-                        self.out.push_back(Output::AnswerPbx { call, moh: true });
-                        Pbx::Answered
-                    }
-                    AnswerMode::OnAgent => {
-                        self.out.push_back(Output::RingPbx { call });
-                        Pbx::Proceeding
-                    }
-                };
                 self.calls.insert(
                     call,
                     Call {
-                        pbx,
+                        pbx: Pbx::Proceeding,
                         connected: None,
                     },
                 );
@@ -205,6 +195,19 @@ impl<R: Entropy> Engine<R> {
                 if self.router.handle(now, ev).is_err() {
                     // Unknown queue: the edge routed to a queue the core does not have.
                     self.end_pbx(call, 404);
+                }
+                // A call the queue rejects at once is refused, never answered.
+                self.drain_router();
+                if let Some(c) = self.calls.get_mut(&call)
+                    && c.pbx == Pbx::Proceeding
+                {
+                    match answer {
+                        AnswerMode::OnEnqueue => {
+                            c.pbx = Pbx::Answered;
+                            self.out.push_back(Output::AnswerPbx { call, moh: true });
+                        }
+                        AnswerMode::OnAgent => self.out.push_back(Output::RingPbx { call }),
+                    }
                 }
             }
             Input::PbxGone { call } => {

@@ -151,7 +151,7 @@ fn on_agent_rings_the_pbx_and_answers_when_the_operator_does() {
     let mut t = T::new(Strategy::LongestIdle, &["alice"]);
     t.online("alice");
     let out = t.inbound(1, AnswerMode::OnAgent);
-    assert_eq!(out[0], Output::RingPbx { call: CallId(1) });
+    assert!(out.contains(&Output::RingPbx { call: CallId(1) }));
     let [(leg, _)] = invites(&out)[..] else {
         panic!("{out:?}")
     };
@@ -381,4 +381,37 @@ fn max_wait_overflow_out_redirects_or_refuses_the_unanswered_call() {
         "answered calls are hung up"
     );
     assert_eq!(t.outcomes.len(), 2);
+}
+
+#[test]
+fn a_queue_that_rejects_when_empty_refuses_before_answering() {
+    let q = QueueConfig {
+        when_empty: WhenEmpty::Reject,
+        ..QueueConfig::new("support")
+    };
+    let router = Router::new(
+        &RouterConfig {
+            queues: vec![q],
+            agents: vec![],
+        },
+        SplitMix64::new(1),
+    )
+    .expect("config");
+    let mut t = T {
+        e: Engine::new(router),
+        now: Time::ZERO,
+        outcomes: vec![],
+        done: vec![],
+    };
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    assert!(
+        out.contains(&Output::RejectPbx {
+            call: CallId(1),
+            status: 480,
+            target: None
+        }),
+        "{out:?}"
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::AnswerPbx { .. })));
+    assert_eq!(t.done, [CallId(1)]);
 }

@@ -7,6 +7,7 @@
 //! Exit codes: `0` success, `1` a runtime failure, `2` an invalid configuration (or command
 //! line).
 
+mod calls;
 mod logging;
 mod run;
 

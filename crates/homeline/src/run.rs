@@ -1,12 +1,16 @@
 //! `homeline run`: load the configuration, start what is built, and say plainly what is not.
 
+use crate::calls;
 use crate::logging;
 use anyhow::Context;
 use homeline_config::Config;
+use homeline_engine::{AnswerMode, Engine};
+use homeline_media::relay::PortAllocator;
 use homeline_routing::{Router, SplitMix64};
 use homeline_sip::{EdgeSettings, SipEdge, UserSecret};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
 
@@ -28,7 +32,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .context("the system clock is before 1970")?
         .as_nanos() as u64;
     let router_config = cfg.router_config();
-    let _router = match Router::new(&router_config, SplitMix64::new(seed)) {
+    let router = match Router::new(&router_config, SplitMix64::new(seed)) {
         Ok(r) => r,
         Err(problems) => {
             for p in &problems {
@@ -48,12 +52,23 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(&cfg))
+    runtime.block_on(serve(&cfg, router, seed))
 }
 
-/// Starts the SIP edge and serves until SIGINT or SIGTERM.
-async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
-    let edge = match SipEdge::start(sip_settings(cfg)).await {
+/// Starts the SIP edge and the call task, and serves until SIGINT or SIGTERM.
+async fn serve(cfg: &Config, router: Router<SplitMix64>, seed: u64) -> anyhow::Result<ExitCode> {
+    let ports = match PortAllocator::new(
+        cfg.media.public_ip,
+        cfg.media.rtp_port_min..=cfg.media.rtp_port_max,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the RTP port range");
+            eprintln!("homeline: RTP ports: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut edge = match SipEdge::start(sip_settings(cfg)).await {
         Ok(edge) => edge,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the SIP edge");
@@ -61,6 +76,8 @@ async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let events = edge.events();
+    let edge = Arc::new(edge);
     let list = |addrs: &[std::net::SocketAddr]| {
         addrs
             .iter()
@@ -75,11 +92,63 @@ async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
         operators = cfg.agents.len(),
         "SIP edge listening"
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let call_task = events.map(|events| {
+        let settings = call_settings(
+            cfg,
+            router
+                .queue_ids()
+                .filter_map(|q| router.queue_name(q).map(|n| (n.to_string(), q))),
+        );
+        let engine = Engine::new(router);
+        tokio::spawn(calls::run(
+            engine,
+            edge.clone(),
+            events,
+            settings,
+            ports,
+            seed,
+            stop_rx,
+        ))
+    });
     report_not_built(cfg);
     wait_for_signal().await?;
+    let _ = stop_tx.send(true);
+    if let Some(task) = call_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+    }
     info!(stats = ?edge.stats(), bindings = edge.bindings(), "shutting down");
-    edge.shutdown().await;
+    match Arc::try_unwrap(edge) {
+        Ok(edge) => edge.shutdown().await,
+        Err(_) => warn!("SIP edge still in use at shutdown"),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the call task needs: queue ids and answer modes, `ready_on_register` per operator.
+fn call_settings(
+    cfg: &Config,
+    queue_ids: impl Iterator<Item = (String, homeline_routing::QueueId)>,
+) -> calls::CallSettings {
+    let ids: std::collections::HashMap<String, homeline_routing::QueueId> = queue_ids.collect();
+    calls::CallSettings {
+        queues: cfg
+            .queues
+            .iter()
+            .filter_map(|q| {
+                let answer = match q.answer {
+                    homeline_config::Answer::OnEnqueue => AnswerMode::OnEnqueue,
+                    homeline_config::Answer::OnAgent => AnswerMode::OnAgent,
+                };
+                Some((q.name().to_string(), (*ids.get(q.name())?, answer)))
+            })
+            .collect(),
+        ready_on_register: cfg
+            .agents
+            .iter()
+            .map(|a| (a.name.clone(), a.ready_on_register))
+            .collect(),
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -159,8 +228,7 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
 /// Says plainly what is not built yet.
 fn report_not_built(cfg: &Config) {
     warn!(
-        "not built yet: call path (B2BUA engine) and media (RTP relay, WebRTC); \
-         INVITEs for routed numbers are answered 480 Temporarily Unavailable"
+        "not built yet: WebRTC media, music on hold from a WAV, hold/transfer/DTMF, outbound calls"
     );
     warn!(
         listen = %cfg.http.listen,

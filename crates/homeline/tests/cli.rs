@@ -213,7 +213,7 @@ fn run_serves_the_default_config_until_sigterm_and_says_what_is_not_built() {
         err.contains("routing core ready with 2 queues and 3 operators"),
         "{err}"
     );
-    for missing in ["call path", "media", "HTTP API"] {
+    for missing in ["WebRTC", "HTTP API"] {
         assert!(
             lines
                 .iter()

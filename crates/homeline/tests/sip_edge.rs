@@ -8,6 +8,9 @@
 //! - `malformed`: `total` (the running count of dropped or 400-answered messages)
 //! - `trunk up` / `trunk down`: `trunk`
 //!
+//! One test runs homeline on the IPv6 loopback `[::1]` (UDP and TCP), SIPp with it. The RFC 4475
+//! torture messages are in `sip_torture.rs`.
+//!
 //! Each test starts its own homeline and stays under 30 s; the peers they need come from
 //! `bash tests/run-all.sh`.
 
@@ -15,8 +18,8 @@ mod sip_harness;
 
 use serde_json::Value;
 use sip_harness::{
-    AGENT_IP, Background, HOMELINE_IP, Homeline, STRANGER_IP, Setup, Sipp, fill, free_port_pair,
-    free_udp_block, require, sip_dir,
+    AGENT_IP, Background, HOMELINE_IP, HOMELINE_IP6, Homeline, STRANGER_IP, Setup, Sipp, fill,
+    free_port_pair, free_udp_block, require, sip_dir,
 };
 use std::process::Command;
 use std::time::Duration;
@@ -30,6 +33,39 @@ fn options_over_udp_and_tcp_lists_what_homeline_supports() {
     let mut h = Homeline::start("options", Setup::default());
     h.sipp("options.xml").run(&mut h);
     h.sipp("options.xml").tcp().run(&mut h);
+}
+
+#[test]
+fn options_and_digest_register_over_ipv6() {
+    assert!(
+        std::net::UdpSocket::bind((HOMELINE_IP6, 0)).is_ok(),
+        "the IPv6 loopback address ::1 is not usable here (see `ip -6 addr show lo`)"
+    );
+    let mut h = Homeline::start(
+        "ipv6",
+        Setup::default()
+            .listen_ip(HOMELINE_IP6)
+            .sip("digest_algorithms", MD5_FIRST),
+    );
+    // SIPp runs from ::1 too (`-i ::1`, target `[::1]:PORT`).
+    h.sipp("options.xml").run(&mut h);
+    h.sipp("options.xml").tcp().run(&mut h);
+    let from = h.logs.len();
+    h.sipp("register.xml")
+        .service("alice")
+        .auth("alice", PASSWORD)
+        .run(&mut h);
+    h.expect_event(
+        from,
+        Duration::from_secs(2),
+        "registered",
+        &[
+            ("user", "alice"),
+            ("algorithm", "MD5"),
+            ("transport", "UDP"),
+            ("expires", "60"),
+        ],
+    );
 }
 
 #[test]
@@ -157,7 +193,8 @@ fn invites_are_checked_by_source_then_number() {
         .source_ip(HOMELINE_IP)
         .service("9999")
         .run(&mut h);
-    // 8000 is routed to the queue `support`; with no call path yet, 480 after 100 Trying.
+    // 8000 is routed to the queue `support`, which refuses calls while nobody is logged in:
+    // 480 after 100 Trying, never answered.
     h.sipp("invite_unavailable.xml")
         .source_ip(HOMELINE_IP)
         .service("8000")

@@ -2,11 +2,15 @@
 //! trunk keepalive tasks. Handlers stay short: they parse into the crate's own types, ask the
 //! pure parts (`digest`, `registrar`, `trunks`) and answer.
 
+use crate::agent;
 use crate::digest::{Algorithm, AuthError, Credentials, DigestAuthority, ha1};
 use crate::guard::{GuardedUdpSocket, Inspector};
+use crate::legs::{self, Calls, EdgeEvent, EventSink};
+use crate::pbx::{self, Admission};
 use crate::registrar::{
     ContactSpec, Contacts, FlowId, Limits, RegisterError, RegisterRequest, Registrar, Transport,
 };
+use crate::sipmsg;
 use crate::stats::{SipStats, SipStatsSnapshot};
 use crate::trunks::{Identity, Route, TrunkSpec, TrunkTable, TrunkTransport};
 use rsipstack::EndpointBuilder;
@@ -25,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Methods homeline answers; the `Allow` header.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
@@ -110,25 +115,29 @@ const UNKNOWN: u8 = 0;
 const UP: u8 = 1;
 const DOWN: u8 = 2;
 
-struct Shared {
-    settings: EdgeSettings,
+pub(crate) struct Shared {
+    pub(crate) settings: EdgeSettings,
     users: Users,
     trunks: TrunkTable,
     auth: Mutex<DigestAuthority>,
-    registrar: Mutex<Registrar>,
-    /// TCP flows operators registered over, by [`flow_key`], to reach them back.
-    flows: Mutex<HashMap<String, SipConnection>>,
-    stats: Arc<SipStats>,
+    pub(crate) registrar: Mutex<Registrar>,
+    /// TCP flows operators registered over, by [`flow_id`], to reach them back.
+    pub(crate) flows: Mutex<HashMap<FlowId, SipConnection>>,
+    pub(crate) stats: Arc<SipStats>,
     trunk_state: Vec<AtomicU8>,
     started: Instant,
     salt: AtomicU64,
-    endpoint: EndpointInnerRef,
+    pub(crate) endpoint: EndpointInnerRef,
     udp: Vec<SipConnection>,
+    /// Events to the runtime.
+    pub(crate) events: EventSink,
+    /// The live call legs.
+    pub(crate) calls: Calls,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (each critical
 /// section is one call into a pure structure).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -147,9 +156,10 @@ fn flow_id(key: &str) -> FlowId {
 /// A running SIP edge.
 pub struct SipEdge {
     endpoint: Endpoint,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) events: Option<mpsc::Receiver<EdgeEvent>>,
 }
 
 impl std::fmt::Debug for SipEdge {
@@ -214,6 +224,7 @@ impl SipEdge {
             .with_transport_layer(layer)
             .with_cancel_token(cancel.clone())
             .with_option(option)
+            .with_inspector(Box::new(agent::NatContacts))
             .with_transport_inspector(Box::new(Inspector {
                 stats: stats.clone(),
                 closed: closed_tx,
@@ -224,6 +235,7 @@ impl SipEdge {
             .incoming_transactions()
             .map_err(|e| EdgeError::Stack(e.to_string()))?;
 
+        let (events, events_rx) = EventSink::new();
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| EdgeError::Stack(e.to_string()))?;
         let shared = Arc::new(Shared {
@@ -252,6 +264,8 @@ impl SipEdge {
             endpoint: endpoint.inner.clone(),
             udp,
             settings,
+            events,
+            calls: Calls::default(),
         });
 
         let mut tasks = Vec::new();
@@ -281,15 +295,29 @@ impl SipEdge {
                     _ = token.cancelled() => break,
                     key = closed_rx.recv() => {
                         let Some(key) = key else { break };
-                        lock(&sh.flows).remove(&key);
-                        for (user, b) in lock(&sh.registrar).remove_flow(flow_id(&key)) {
-                            tracing::info!(user, transport = b.transport.as_str(), "unregistered: connection closed");
-                        }
+                        let flow = flow_id(&key);
+                        lock(&sh.flows).remove(&flow);
+                        agent::flow_closed(&sh, flow);
+                        let gone = {
+                            let mut reg = lock(&sh.registrar);
+                            let gone = reg.remove_flow(flow);
+                            for (user, b) in &gone {
+                                tracing::info!(user, transport = b.transport.as_str(), "unregistered: connection closed");
+                            }
+                            last_gone(&reg, gone)
+                        };
+                        report_unregistered(&sh, gone).await;
                     }
                     _ = tick.tick() => {
-                        for (user, b) in lock(&sh.registrar).expire(Instant::now()) {
-                            tracing::info!(user, transport = b.transport.as_str(), "registration expired");
-                        }
+                        let gone = {
+                            let mut reg = lock(&sh.registrar);
+                            let gone = reg.expire(Instant::now());
+                            for (user, b) in &gone {
+                                tracing::info!(user, transport = b.transport.as_str(), "registration expired");
+                            }
+                            last_gone(&reg, gone)
+                        };
+                        report_unregistered(&sh, gone).await;
                     }
                 }
             }
@@ -307,6 +335,7 @@ impl SipEdge {
             shared,
             cancel,
             tasks,
+            events: Some(events_rx),
         })
     }
 
@@ -341,6 +370,7 @@ impl SipEdge {
 
     /// Stops listening and every task.
     pub async fn shutdown(self) {
+        self.shared.calls.terminate_all();
         self.cancel.cancel();
         self.endpoint.shutdown();
         for t in self.tasks {
@@ -374,8 +404,22 @@ async fn handle(mut tx: Transaction, sh: Arc<Shared>) {
         match method {
             Method::Options => tx.reply_with(StatusCode::OK, capabilities(), None).await,
             Method::Register => register(&mut tx, &sh).await,
-            Method::Invite => invite(&mut tx, &sh).await,
-            Method::Bye | Method::Cancel => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+            Method::Invite if sipmsg::tags(&tx.original).1.is_some() => {
+                match legs::in_dialog(&mut tx, &sh).await {
+                    Some(r) => r,
+                    None => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+                }
+            }
+            Method::Invite => match invite(&mut tx, &sh).await {
+                Ok(Some(call)) => return pbx::run(tx, sh, call).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Method::Bye => match legs::in_dialog(&mut tx, &sh).await {
+                Some(r) => r,
+                None => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+            },
+            Method::Cancel => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
             Method::Subscribe
             | Method::Notify
             | Method::Message
@@ -420,7 +464,47 @@ fn source_of(tx: &Transaction) -> Option<(SocketAddr, Transport, SipConnection)>
     Some((remote, transport, conn))
 }
 
+/// The users among `gone` left with no binding.
+fn last_gone(reg: &Registrar, gone: Vec<(String, crate::registrar::Binding)>) -> Vec<String> {
+    let mut users: Vec<String> = gone.into_iter().map(|(u, _)| u).collect();
+    users.sort();
+    users.dedup();
+    users.retain(|u| reg.lookup(u).is_empty());
+    users
+}
+
+/// Reports `users` unregistered, each unless it registered again meanwhile (the event is
+/// decided under the registrar's lock, in order with `Registered`).
+async fn report_unregistered(sh: &Shared, users: Vec<String>) {
+    for user in users {
+        let slot = sh.events.slot().await;
+        let reg = lock(&sh.registrar);
+        if reg.lookup(&user).is_empty() {
+            slot.put(EdgeEvent::Unregistered { user });
+        }
+    }
+}
+
 impl Shared {
+    /// The UDP listener to reach a phone from: the one its REGISTER reached, else one of
+    /// its address family.
+    pub(crate) fn udp_listener(
+        &self,
+        local: Option<SocketAddr>,
+        v6: bool,
+    ) -> Option<SipConnection> {
+        let addr = |c: &SipConnection| c.get_addr().get_socketaddr().ok();
+        self.udp
+            .iter()
+            .find(|c| local.is_some() && addr(c) == local)
+            .or_else(|| {
+                self.udp
+                    .iter()
+                    .find(|c| addr(c).is_some_and(|a| a.is_ipv6() == v6))
+            })
+            .cloned()
+    }
+
     fn now_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
@@ -481,7 +565,31 @@ async fn register(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
         return tx.reply(StatusCode::BadRequest).await;
     };
     let now = Instant::now();
-    let result = lock(&sh.registrar).register(&user, &parsed, now);
+    let flow = match (parsed.transport, source_of(tx)) {
+        (Transport::Tcp, Some((_, _, conn))) => {
+            conn.get_remote_addr().map(|r| (flow_key(r), conn.clone()))
+        }
+        _ => None,
+    };
+    let slot = sh.events.slot().await;
+    let result = {
+        let mut reg = lock(&sh.registrar);
+        let before = !reg.lookup(&user).is_empty();
+        let result = reg.register(&user, &parsed, now);
+        let after = !reg.lookup(&user).is_empty();
+        // The flow before the event: the runtime may call the operator at once.
+        if result.is_ok()
+            && let Some((key, conn)) = flow
+        {
+            lock(&sh.flows).insert(flow_id(&key), conn);
+        }
+        if !before && after {
+            slot.put(EdgeEvent::Registered { user: user.clone() });
+        } else if before && !after {
+            slot.put(EdgeEvent::Unregistered { user: user.clone() });
+        }
+        result
+    };
     match result {
         Err(RegisterError::IntervalTooBrief { min_secs }) => {
             let h = vec![Header::MinExpires(min_secs.to_string().into())];
@@ -491,12 +599,6 @@ async fn register(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
         Err(RegisterError::OutOfOrder) => tx.reply(StatusCode::ServerInternalError).await,
         Ok(changes) => {
             SipStats::bump(&sh.stats.registrations);
-            if parsed.transport == Transport::Tcp
-                && let Some((_, _, conn)) = source_of(tx)
-                && let Some(remote) = conn.get_remote_addr()
-            {
-                lock(&sh.flows).insert(flow_key(remote), conn.clone());
-            }
             for b in changes.added.iter().chain(&changes.refreshed) {
                 let expires = b.expires_at.saturating_duration_since(now).as_secs();
                 tracing::info!(
@@ -560,6 +662,7 @@ fn parse_register(tx: &Transaction) -> Option<RegisterRequest> {
         Transport::Udp => 0,
         Transport::Tcp => flow_id(&flow_key(conn.get_remote_addr()?)),
     };
+    let local = conn.get_addr().get_socketaddr().ok();
     Some(RegisterRequest {
         contacts,
         expires,
@@ -568,20 +671,22 @@ fn parse_register(tx: &Transaction) -> Option<RegisterRequest> {
         source,
         transport,
         flow,
+        local,
     })
 }
 
-async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
+/// A new INVITE from a PBX: `Some(call)` when it was handed to the runtime.
+async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<Option<u64>> {
     tx.send_trying().await?;
     let Some((source, _, _)) = source_of(tx) else {
-        return tx.reply(StatusCode::BadRequest).await;
+        return tx.reply(StatusCode::BadRequest).await.map(|()| None);
     };
     let trunk = match sh.trunks.identify(source.ip()) {
         Identity::Trunk(t) => t,
         Identity::Unknown => {
             let total = SipStats::bump(&sh.stats.forbidden_source);
             tracing::warn!(total, from = %source.ip(), "INVITE from no configured trunk");
-            return tx.reply(StatusCode::Forbidden).await;
+            return tx.reply(StatusCode::Forbidden).await.map(|()| None);
         }
         Identity::NeedsDigest(candidates) => {
             let header = tx
@@ -600,9 +705,9 @@ async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
                     .find(|t| t.credentials.as_ref().is_some_and(|(u, _)| *u == user))
                 {
                     Some(t) => t,
-                    None => return tx.reply(StatusCode::Forbidden).await,
+                    None => return tx.reply(StatusCode::Forbidden).await.map(|()| None),
                 },
-                Err(e) => return refuse(tx, sh, e).await,
+                Err(e) => return refuse(tx, sh, e).await.map(|()| None),
             }
         }
     };
@@ -611,11 +716,16 @@ async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
         Route::NotFound => {
             SipStats::bump(&sh.stats.unknown_number);
             tracing::info!(trunk = %trunk.name, "INVITE for a number no route names");
-            tx.reply(StatusCode::NotFound).await
+            tx.reply(StatusCode::NotFound).await.map(|()| None)
         }
         Route::Queue(queue) => {
-            tracing::info!(trunk = %trunk.name, queue, "INVITE for a queue: call path not built yet, 480");
-            tx.reply(StatusCode::TemporarilyUnavailable).await
+            let what = Admission {
+                trunk: &trunk.name,
+                queue,
+                number,
+                source,
+            };
+            pbx::admit(tx, sh, what).await
         }
     }
 }

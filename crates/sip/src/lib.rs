@@ -4,19 +4,43 @@
 //! service, digest authentication, trunk identification and OPTIONS keepalive. It must not
 //! decide routing: it hands calls and registrations to the engine.
 //!
-//! The pure parts (`digest`, `registrar`, `trunks`) take time as an input and are tested on
-//! their own; `edge` is the thin tokio shell around rsipstack. rsipstack's types stay inside
-//! this crate.
+//! The pure parts (`digest`, `registrar`, `trunks`, `sipmsg`) take time as an input and are
+//! tested on their own; `edge` is the thin tokio shell around rsipstack. rsipstack's types
+//! stay inside this crate.
+//!
+//! ## Call legs (the B2BUA's SIP side)
+//! The runtime takes [`SipEdge::events`] and carries the engine's decisions out through
+//! [`SipEdge`]'s leg methods:
+//!
+//! | event | the runtime answers with |
+//! |---|---|
+//! | [`EdgeEvent::Inbound`] (INVITE from a trunk, `100` sent, INVITE held) | `ring_pbx`, `answer_pbx(sdp)`, `reject_pbx(status, contact)` |
+//! | [`EdgeEvent::PbxGone`] (CANCEL answered `487`, or BYE answered `200`) | nothing more to the PBX |
+//! | `LegRinging`, `LegAnswered`, `LegRefused`, `LegUnreachable`, `LegHungUp` (after `invite_agent`) | `cancel_agent`, `bye_agent`, and the PBX side |
+//! | `Registered`, `Unregistered` | operator online / offline |
+//!
+//! The PBX leg (`pbx`) and the operator legs (`agent`) keep their own dialog state (tags,
+//! route set, remote target) over rsipstack transactions; rsipstack's dialog layer is not
+//! used, because it routes a dialog's requests over UDP (the 2xx ACK, CANCEL, BYE) by the
+//! peer's Contact, which a phone behind NAT cannot receive. Operators are reached where
+//! they registered from (`agent` explains how), the PBX over the flow its INVITE came on.
+//! A re-INVITE from either side (hold, resume) is answered `200` with our last SDP and
+//! changes nothing yet.
 //!
 //! Known limits of the transport underneath (rsipstack 0.7.14): a framing or parse error on a
 //! TCP connection closes that connection (no `400` is possible there); UDP datagrams larger
 //! than 8 KiB are truncated and counted as malformed.
 
+mod agent;
 pub mod digest;
 mod edge;
 mod guard;
+mod legs;
+mod pbx;
 pub mod registrar;
+mod sipmsg;
 pub mod stats;
 pub mod trunks;
 
 pub use edge::{ALLOW, EdgeError, EdgeSettings, SipEdge, UserSecret};
+pub use legs::{CallRef, EVENTS_CAPACITY, EdgeEvent, LegRef};

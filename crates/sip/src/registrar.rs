@@ -34,7 +34,11 @@ pub struct Binding {
     pub source: SocketAddr,
     pub transport: Transport,
     pub flow: FlowId,
+    /// Our listener the REGISTER reached (a phone behind NAT is reached back from it).
+    pub local: Option<SocketAddr>,
     pub expires_at: Instant,
+    /// When it was registered or last refreshed.
+    pub updated: Instant,
     pub call_id: String,
     pub cseq: u32,
 }
@@ -67,6 +71,8 @@ pub struct RegisterRequest {
     pub source: SocketAddr,
     pub transport: Transport,
     pub flow: FlowId,
+    /// Our listener it reached.
+    pub local: Option<SocketAddr>,
 }
 
 /// Expiry bounds.
@@ -127,6 +133,13 @@ impl Registrar {
     /// Current bindings of `user`.
     pub fn lookup(&self, user: &str) -> &[Binding] {
         self.bindings.get(user).map_or(&[], Vec::as_slice)
+    }
+
+    /// Users with at least one binding.
+    pub fn users(&self) -> Vec<String> {
+        let mut users: Vec<String> = self.bindings.keys().cloned().collect();
+        users.sort();
+        users
     }
 
     /// Number of bindings of all users.
@@ -200,7 +213,9 @@ impl Registrar {
                 source: req.source,
                 transport: req.transport,
                 flow: req.flow,
+                local: req.local,
                 expires_at: now + Duration::from_secs(secs),
+                updated: now,
                 call_id: req.call_id.clone(),
                 cseq: req.cseq,
             };
@@ -287,6 +302,7 @@ mod tests {
             source: "192.0.2.1:5060".parse().expect("addr"),
             transport: Transport::Udp,
             flow: 7,
+            local: None,
         }
     }
 

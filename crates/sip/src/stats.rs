@@ -17,6 +17,9 @@ pub struct SipStats {
     pub unknown_number: AtomicU64,
     /// REGISTERs accepted.
     pub registrations: AtomicU64,
+    /// INVITEs for routed numbers answered `503` because the runtime's event queue was
+    /// full or closed.
+    pub overloaded: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -28,6 +31,7 @@ pub struct SipStatsSnapshot {
     pub auth_failures: u64,
     pub unknown_number: u64,
     pub registrations: u64,
+    pub overloaded: u64,
 }
 
 impl SipStats {
@@ -44,6 +48,7 @@ impl SipStats {
             auth_failures: r(&self.auth_failures),
             unknown_number: r(&self.unknown_number),
             registrations: r(&self.registrations),
+            overloaded: r(&self.overloaded),
         }
     }
 }

@@ -28,6 +28,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The loopback address homeline listens on; the trunk `pbx` accepts only this source.
 pub const HOMELINE_IP: &str = "127.0.0.1";
+/// The IPv6 loopback address, for homeline on IPv6 ([`Setup::listen_ip`]).
+pub const HOMELINE_IP6: &str = "::1";
 /// Where softphones (SIPp as an operator, baresip, linphone) run from.
 pub const AGENT_IP: &str = "127.0.0.2";
 /// A source outside every trunk's allow-list.
@@ -172,6 +174,8 @@ pub struct Setup {
     /// Port of the trunk's PBX on 127.0.0.1; `None`: a free port nobody listens on.
     pbx_port: Option<u16>,
     options_interval: String,
+    /// The address homeline's SIP listeners (UDP and TCP) bind to.
+    listen_ip: String,
 }
 
 impl Default for Setup {
@@ -181,6 +185,7 @@ impl Default for Setup {
             sip: vec![("min_expires".into(), "\"2s\"".into())],
             pbx_port: None,
             options_interval: "0s".into(),
+            listen_ip: HOMELINE_IP.into(),
         }
     }
 }
@@ -190,6 +195,14 @@ impl Setup {
     pub fn sip(mut self, key: &str, value: &str) -> Self {
         self.sip.retain(|(k, _)| k != key);
         self.sip.push((key.into(), value.into()));
+        self
+    }
+
+    /// Listens for SIP (UDP and TCP) on `ip` instead of 127.0.0.1, e.g. [`HOMELINE_IP6`]; it is
+    /// also `public_address` and `domain` (the digest realm). The trunk `pbx` stays on
+    /// 127.0.0.1.
+    pub fn listen_ip(mut self, ip: &str) -> Self {
+        self.listen_ip = ip.into();
         self
     }
 
@@ -207,6 +220,8 @@ pub struct Homeline {
     child: Child,
     pub name: String,
     pub dir: PathBuf,
+    /// The address homeline's SIP listeners bind to (`127.0.0.1` unless the test said).
+    pub ip: String,
     pub sip_port: u16,
     pub logs: Logs,
     runs: AtomicUsize,
@@ -217,7 +232,7 @@ impl Homeline {
     /// OPTIONS over UDP and accepts TCP connections.
     pub fn start(name: &str, setup: Setup) -> Homeline {
         let dir = test_dir(name);
-        let sip_port = free_port_pair(HOMELINE_IP);
+        let sip_port = free_port_pair(&setup.listen_ip);
         let (rtp_min, rtp_max) = rtp_range();
         let pbx_port = setup
             .pbx_port
@@ -230,7 +245,8 @@ impl Homeline {
         let config = fill(
             &read(&sip_dir().join("homeline.toml.in")),
             &[
-                ("SIP_PORT", sip_port.to_string()),
+                ("SIP_IP", setup.listen_ip.clone()),
+                ("SIP_ADDR", host_port(&setup.listen_ip, sip_port)),
                 ("SIP_KEYS", sip_keys),
                 ("HTTP_PORT", free_tcp_port(HOMELINE_IP).to_string()),
                 ("RTP_PORT_MIN", rtp_min.to_string()),
@@ -268,6 +284,7 @@ impl Homeline {
             child,
             name: name.into(),
             dir,
+            ip: setup.listen_ip,
             sip_port,
             logs,
             runs: AtomicUsize::new(0),
@@ -276,18 +293,19 @@ impl Homeline {
         h
     }
 
-    /// `127.0.0.1:PORT`, homeline's SIP address (UDP and TCP).
+    /// `127.0.0.1:PORT` (`[::1]:PORT` on IPv6), homeline's SIP address (UDP and TCP).
     pub fn addr(&self) -> String {
-        format!("{HOMELINE_IP}:{}", self.sip_port)
+        host_port(&self.ip, self.sip_port)
     }
 
-    fn exit_status(&mut self) -> Option<ExitStatus> {
+    /// How homeline exited, if it has; `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let target: SocketAddr = SocketAddr::new(ip(HOMELINE_IP), self.sip_port);
+        let target: SocketAddr = SocketAddr::new(ip(&self.ip), self.sip_port);
         let mut attempt = 0;
         loop {
             if let Some(status) = self.exit_status() {
@@ -348,10 +366,13 @@ impl Homeline {
         }
     }
 
-    /// A SIPp run of `tests/sip/sipp/SCENARIO` against this homeline.
+    /// A SIPp run of `tests/sip/sipp/SCENARIO` against this homeline, from homeline's own
+    /// address unless [`Sipp::source_ip`] says otherwise.
     pub fn sipp(&self, scenario: &str) -> Sipp {
         let n = self.runs.fetch_add(1, Ordering::Relaxed);
-        Sipp::new(scenario, &self.dir, n).target(&self.addr())
+        Sipp::new(scenario, &self.dir, n)
+            .target(&self.addr())
+            .source_ip(&self.ip)
     }
 }
 
@@ -362,9 +383,14 @@ impl Drop for Homeline {
     }
 }
 
+/// `IP:PORT`, or `[IP]:PORT` for an IPv6 address.
+pub fn host_port(ip: &str, port: u16) -> String {
+    SocketAddr::new(self::ip(ip), port).to_string()
+}
+
 /// Sends one OPTIONS over UDP to `target`; whether a 200 came back within 300 ms.
 fn options_probe(target: SocketAddr, attempt: u32) -> bool {
-    let Ok(sock) = UdpSocket::bind((ip(HOMELINE_IP), 0)) else {
+    let Ok(sock) = UdpSocket::bind((target.ip(), 0)) else {
         return false;
     };
     let Ok(local) = sock.local_addr() else {
@@ -374,9 +400,9 @@ fn options_probe(target: SocketAddr, attempt: u32) -> bool {
     let msg = format!(
         "OPTIONS sip:{target} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{pid}-{attempt};rport\r\n\
-         From: <sip:probe@{HOMELINE_IP}>;tag=ready-{attempt}\r\n\
+         From: <sip:probe@{target}>;tag=ready-{attempt}\r\n\
          To: <sip:{target}>\r\n\
-         Call-ID: ready-{pid}-{attempt}@{HOMELINE_IP}\r\n\
+         Call-ID: ready-{pid}-{attempt}@homeline-test\r\n\
          CSeq: 1 OPTIONS\r\n\
          Max-Forwards: 70\r\n\
          Content-Length: 0\r\n\r\n"

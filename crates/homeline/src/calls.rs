@@ -1,0 +1,349 @@
+//! The call task: owns the engine (and through it the routing core), feeds it the SIP edge's
+//! events and the clock, and carries out its outputs with the SIP edge and the media relays.
+//! This is wiring only: decisions are the engine's, SIP is the edge's, media the relays'.
+
+use homeline_engine::routing::{AgentId, CallId, QueueId, SplitMix64, Time};
+use homeline_engine::{AnswerMode, Engine, Input, LegId, Output};
+use homeline_media::codec::Codec;
+use homeline_media::relay::{
+    self, Control, Leg, LegMedia, PortAllocator, RelayConfig, RelayHandle,
+};
+use homeline_media::sdp::{Direction, LocalSdp, Negotiated, SessionDescription, negotiate};
+use homeline_media::tone::ToneSpec;
+use homeline_sip::{CallRef, EdgeEvent, LegRef, SipEdge};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// What the call task needs from the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct CallSettings {
+    /// Queue name to id and answer mode.
+    pub queues: HashMap<String, (QueueId, AnswerMode)>,
+    /// Operator name to `ready_on_register`.
+    pub ready_on_register: HashMap<String, bool>,
+}
+
+/// Music on hold: a soft, slow two-second pattern (a generated tone; a WAV comes later).
+const MUSIC_ON_HOLD: ToneSpec = ToneSpec::cadenced(440.0, -18.0, 400, 1600);
+
+/// The media of one call: the relay and what its SDP needs.
+struct CallMedia {
+    relay: RelayHandle,
+    task: tokio::task::JoinHandle<relay::RelayReport>,
+    pbx_port: u16,
+    agent_port: u16,
+    offer: SessionDescription,
+    negotiated: Negotiated,
+    pbx_sdp: LocalSdp,
+    agent_sdp: LocalSdp,
+    caller: String,
+}
+
+struct Calls {
+    engine: Engine<SplitMix64>,
+    edge: Arc<SipEdge>,
+    settings: CallSettings,
+    ports: PortAllocator,
+    media: HashMap<CallId, CallMedia>,
+    legs: HashMap<LegId, CallId>,
+    started: Instant,
+    seed: u64,
+}
+
+/// Runs until `stop` turns true or the edge's event stream ends.
+pub(crate) async fn run(
+    engine: Engine<SplitMix64>,
+    edge: Arc<SipEdge>,
+    mut events: mpsc::Receiver<EdgeEvent>,
+    settings: CallSettings,
+    ports: PortAllocator,
+    seed: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut calls = Calls {
+        engine,
+        edge,
+        settings,
+        ports,
+        media: HashMap::new(),
+        legs: HashMap::new(),
+        started: Instant::now(),
+        seed,
+    };
+    loop {
+        let deadline = calls
+            .engine
+            .poll_timeout()
+            .map(|t| calls.started + Duration::from_nanos(t.as_nanos()));
+        let far = Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(deadline.unwrap_or(far).into());
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => calls.on_event(ev).await,
+                None => break,
+            },
+            _ = sleep => {
+                let now = calls.now();
+                calls.engine.handle_timeout(now);
+            }
+            _ = stop.changed() => break,
+        }
+        calls.carry_out().await;
+    }
+    info!(calls = calls.media.len(), "call task stopping");
+}
+
+impl Calls {
+    /// The one place the call path reads the clock.
+    fn now(&self) -> Time {
+        Time::from_nanos(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn agent(&self, name: &str) -> Option<AgentId> {
+        self.engine.router().agent_id(name)
+    }
+
+    async fn on_event(&mut self, ev: EdgeEvent) {
+        let now = self.now();
+        let input = match ev {
+            EdgeEvent::Inbound {
+                call,
+                queue,
+                caller,
+                offer,
+                ..
+            } => match self.admit(call, &queue, caller, offer.as_deref()).await {
+                Some(input) => input,
+                None => return,
+            },
+            EdgeEvent::PbxGone { call } => Input::PbxGone {
+                call: CallId(call.0),
+            },
+            EdgeEvent::LegRinging { leg } => Input::AgentRinging { leg: LegId(leg.0) },
+            EdgeEvent::LegAnswered { leg, answer } => {
+                self.configure_agent_media(LegId(leg.0), answer.as_deref())
+                    .await;
+                Input::AgentAnswered { leg: LegId(leg.0) }
+            }
+            EdgeEvent::LegRefused { leg, .. } => Input::AgentRefused { leg: LegId(leg.0) },
+            EdgeEvent::LegUnreachable { leg } => Input::AgentUnreachable { leg: LegId(leg.0) },
+            EdgeEvent::LegHungUp { leg } => Input::AgentHungUp { leg: LegId(leg.0) },
+            EdgeEvent::Registered { user } => {
+                let Some(agent) = self.agent(&user) else {
+                    return;
+                };
+                let ready = self
+                    .settings
+                    .ready_on_register
+                    .get(&user)
+                    .copied()
+                    .unwrap_or(false);
+                Input::AgentOnline { agent, ready }
+            }
+            EdgeEvent::Unregistered { user } => {
+                let Some(agent) = self.agent(&user) else {
+                    return;
+                };
+                Input::AgentOffline { agent }
+            }
+        };
+        self.engine.handle(now, input);
+    }
+
+    /// Sets up media for an inbound call; refuses it (and returns `None`) when it cannot be.
+    async fn admit(
+        &mut self,
+        call: CallRef,
+        queue: &str,
+        caller: String,
+        offer: Option<&[u8]>,
+    ) -> Option<Input> {
+        let Some(&(queue_id, answer)) = self.settings.queues.get(queue) else {
+            warn!(
+                queue,
+                "inbound call for a queue the routing core does not have"
+            );
+            self.edge.reject_pbx(call, 404, None).await;
+            return None;
+        };
+        let Some(offer) = offer.and_then(|o| SessionDescription::parse_bytes(o).ok()) else {
+            // No (usable) SDP offer: offerless INVITEs are not supported yet.
+            self.edge.reject_pbx(call, 488, None).await;
+            return None;
+        };
+        let negotiated = match negotiate(&offer, &Codec::ALL, Direction::SendRecv) {
+            Ok(n) => n,
+            Err(e) => {
+                debug!(error = %e, "no common codec with the PBX");
+                self.edge.reject_pbx(call, 488, None).await;
+                return None;
+            }
+        };
+        let (pbx, agent) = match (self.ports.allocate(), self.ports.allocate()) {
+            (Ok(p), Ok(a)) => (p, a),
+            _ => {
+                warn!("no free RTP ports: refusing the call");
+                self.edge.reject_pbx(call, 503, None).await;
+                return None;
+            }
+        };
+        let (pbx_port, agent_port) = (pbx.port(), agent.port());
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let config = RelayConfig {
+            a: Some(LegMedia::from(&negotiated)),
+            b: None,
+            seed: self.seed,
+        };
+        let (relay, task) = match relay::spawn(config, pbx, agent) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "cannot start the media relay");
+                self.edge.reject_pbx(call, 503, None).await;
+                return None;
+            }
+        };
+        let ip = self.ports.ip();
+        self.media.insert(
+            CallId(call.0),
+            CallMedia {
+                relay,
+                task,
+                pbx_port,
+                agent_port,
+                offer,
+                negotiated,
+                pbx_sdp: LocalSdp::new(self.seed, ip),
+                agent_sdp: LocalSdp::new(self.seed ^ 1, ip),
+                caller,
+            },
+        );
+        Some(Input::Inbound {
+            call: CallId(call.0),
+            queue: queue_id,
+            priority: 0,
+            answer,
+        })
+    }
+
+    /// The operator's SDP answer: tell the relay where the operator's media goes.
+    async fn configure_agent_media(&mut self, leg: LegId, answer: Option<&[u8]>) {
+        let Some(call) = self.legs.get(&leg) else {
+            return;
+        };
+        let Some(m) = self.media.get(call) else {
+            return;
+        };
+        let Some(sdp) = answer.and_then(|a| SessionDescription::parse_bytes(a).ok()) else {
+            warn!(leg = leg.0, "operator answered without usable SDP");
+            return;
+        };
+        match negotiate(&sdp, &[m.negotiated.payloads.codec], Direction::SendRecv) {
+            Ok(n) => {
+                let _ = m
+                    .relay
+                    .send(Control::Configure(Leg::B, LegMedia::from(&n)))
+                    .await;
+            }
+            Err(e) => warn!(leg = leg.0, error = %e, "operator's SDP answer does not fit"),
+        }
+    }
+
+    /// Carries out every pending engine output.
+    async fn carry_out(&mut self) {
+        while let Some(out) = self.engine.poll_output() {
+            self.perform(out).await;
+        }
+    }
+
+    async fn perform(&mut self, out: Output) {
+        match out {
+            Output::AnswerPbx { call, moh } => {
+                let Some(m) = self.media.get_mut(&call) else {
+                    return;
+                };
+                let sdp = m.pbx_sdp.answer(&m.offer, &m.negotiated, m.pbx_port);
+                if moh {
+                    let _ = m.relay.send(Control::PlayTone(Leg::A, MUSIC_ON_HOLD)).await;
+                }
+                self.edge
+                    .answer_pbx(CallRef(call.0), sdp.into_bytes())
+                    .await;
+            }
+            Output::RingPbx { call } => self.edge.ring_pbx(CallRef(call.0)).await,
+            Output::RejectPbx {
+                call,
+                status,
+                target,
+            } => {
+                let contact = target.map(|t| t.to_string());
+                self.edge.reject_pbx(CallRef(call.0), status, contact).await;
+            }
+            Output::HangUpPbx { call } => self.edge.bye_pbx(CallRef(call.0)).await,
+            Output::CallAgent {
+                call, leg, agent, ..
+            } => {
+                let name = self
+                    .engine
+                    .router()
+                    .agent_name(agent)
+                    .unwrap_or_default()
+                    .to_string();
+                let Some(m) = self.media.get_mut(&call) else {
+                    return;
+                };
+                self.legs.insert(leg, call);
+                let codecs = [m.negotiated.payloads.codec];
+                let sdp = m
+                    .agent_sdp
+                    .offer_codecs(m.agent_port, &codecs, Direction::SendRecv);
+                let caller = m.caller.clone();
+                self.edge
+                    .invite_agent(LegRef(leg.0), &name, sdp.into_bytes(), &caller)
+                    .await;
+            }
+            Output::CancelAgent { leg } => self.edge.cancel_agent(LegRef(leg.0)).await,
+            Output::HangUpAgent { leg } => {
+                self.legs.remove(&leg);
+                self.edge.bye_agent(LegRef(leg.0)).await;
+            }
+            Output::Bridge { call, .. } => {
+                if let Some(m) = self.media.get(&call) {
+                    let _ = m.relay.send(Control::Bridge).await;
+                }
+            }
+            Output::CallDone { call } => {
+                self.legs.retain(|_, c| *c != call);
+                if let Some(m) = self.media.remove(&call) {
+                    let _ = m.relay.send(Control::Stop).await;
+                    tokio::spawn(async move {
+                        if let Ok(report) = m.task.await {
+                            info!(call = call.0, media = ?report, "call media ended");
+                        }
+                    });
+                }
+            }
+            Output::AgentState { agent, state } => {
+                let name = self.engine.router().agent_name(agent).unwrap_or_default();
+                info!(
+                    agent = name,
+                    state = state.kind().as_str(),
+                    "operator state"
+                );
+            }
+            Output::Record(o) => {
+                let queue = self.engine.router().queue_name(o.queue).unwrap_or_default();
+                info!(
+                    call = o.call.0,
+                    queue,
+                    outcome = ?o.outcome,
+                    wait_ms = o.wait.as_millis() as u64,
+                    talk_ms = o.talk.as_millis() as u64,
+                    "call outcome"
+                );
+            }
+        }
+    }
+}

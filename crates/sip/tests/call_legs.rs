@@ -1,0 +1,649 @@
+//! The call-leg API end to end: a `SipEdge` on free loopback ports, SIPp as the PBX (UAC
+//! scenarios from `tests/sipp/pbx_*.xml`, from 127.0.0.1, the trunk's network) and as an
+//! operator's softphone (`operator_register.xml`: REGISTER with MD5 digest from 127.0.0.2,
+//! then the out-of-call scenario given with `-oocsf` answers the edge's INVITE). The test
+//! plays the runtime: it reads the edge's events and calls the edge back.
+//!
+//! Each test stays under 20 s: SIPp runs with `-timeout`, every wait has its own limit, and
+//! every SIPp is killed when the test ends, failing or not. SIPp's traces are kept in
+//! `target/tmp/call_legs/TEST/`.
+
+use homeline_sip::digest::Algorithm;
+use homeline_sip::registrar::Limits;
+use homeline_sip::trunks::{TrunkSpec, TrunkTransport};
+use homeline_sip::{CallRef, EdgeEvent, EdgeSettings, LegRef, SipEdge, UserSecret};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const PASSWORD: &str = "operator-password";
+const EDGE_IP: &str = "127.0.0.1";
+const OPERATOR_IP: &str = "127.0.0.2";
+const WAIT: Duration = Duration::from_secs(8);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("a literal IP address")
+}
+
+/// A port free on `host` for both UDP and TCP.
+fn free_port_pair(host: &str) -> u16 {
+    for _ in 0..100 {
+        let Ok(udp) = UdpSocket::bind((ip(host), 0)) else {
+            continue;
+        };
+        let Ok(port) = udp.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if TcpListener::bind((ip(host), port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on {host}")
+}
+
+/// The first of `n` consecutive UDP ports free on `host` (SIPp binds its media port and the
+/// ones after it).
+fn free_udp_block(host: &str, n: u16) -> u16 {
+    for _ in 0..100 {
+        let Ok(first) = UdpSocket::bind((ip(host), 0)) else {
+            continue;
+        };
+        let Ok(base) = first.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let rest: Vec<_> = (1..n)
+            .map(|i| UdpSocket::bind((ip(host), base + i)))
+            .collect();
+        if rest.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no block of {n} free UDP ports on {host}")
+}
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("call_legs")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+fn settings(port: u16) -> EdgeSettings {
+    let addr = SocketAddr::new(ip(EDGE_IP), port);
+    EdgeSettings {
+        udp: vec![addr],
+        tcp: vec![addr],
+        domain: "homeline.test".into(),
+        user_agent: "homeline-test".into(),
+        t1: Duration::from_millis(200),
+        nonce_ttl: Duration::from_secs(60),
+        limits: Limits {
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(3600),
+            default: Duration::from_secs(60),
+            max_bindings: 4,
+        },
+        // SIPp 3.6.1 answers MD5 challenges only.
+        algorithms: vec![Algorithm::Md5],
+        max_message_size: 16384,
+        users: [
+            ("alice".to_string(), UserSecret::Password(PASSWORD.into())),
+            ("bob".to_string(), UserSecret::Password(PASSWORD.into())),
+        ]
+        .into_iter()
+        .collect(),
+        trunks: vec![TrunkSpec {
+            name: "pbx".into(),
+            pbx: SocketAddr::new(ip(EDGE_IP), 9),
+            transport: TrunkTransport::Udp,
+            allow: vec!["127.0.0.1/32".parse().expect("net")],
+            credentials: None,
+            options_interval: None,
+            routes: [("8000".to_string(), "support".to_string())]
+                .into_iter()
+                .collect(),
+        }],
+    }
+}
+
+/// One SIPp process, killed when dropped.
+struct Sipp {
+    child: tokio::process::Child,
+    name: String,
+    dir: PathBuf,
+}
+
+impl Sipp {
+    /// Starts SIPp with `scenario` against the edge at `port`, from `local_ip`, over TCP if
+    /// `tcp`, with `extra` arguments; gives up after `timeout_s` seconds.
+    fn start(
+        dir: &Path,
+        name: &str,
+        scenario_file: &str,
+        port: u16,
+        local_ip: &str,
+        tcp: bool,
+        extra: &[&str],
+    ) -> Sipp {
+        let local_port = if tcp {
+            free_port_pair(local_ip)
+        } else {
+            free_udp_block(local_ip, 1)
+        };
+        let file = |what: &str| dir.join(format!("{name}.{what}"));
+        let out = std::fs::File::create(file("out")).expect("SIPp output file");
+        let err = out.try_clone().expect("SIPp output file");
+        let mut cmd = tokio::process::Command::new("sipp");
+        cmd.arg("-sf")
+            .arg(scenario(scenario_file))
+            .arg(format!("{EDGE_IP}:{port}"))
+            .args(["-i", local_ip])
+            .args(["-p", &local_port.to_string()])
+            .args(["-cp", &free_udp_block("0.0.0.0", 1).to_string()])
+            .args(["-mp", &free_udp_block(local_ip, 4).to_string()])
+            .args(["-t", if tcp { "t1" } else { "u1" }])
+            .args(["-m", "1", "-timeout", "15s", "-timeout_error", "-nostdin"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(file("errors.log"))
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(file("messages.log"))
+            .args(extra)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start sipp (is SIPp installed?): {e}"));
+        Sipp {
+            child,
+            name: name.into(),
+            dir: dir.into(),
+        }
+    }
+
+    /// Waits for SIPp to exit, at most `limit`.
+    async fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => None,
+        }
+    }
+
+    /// What SIPp left behind, for a failure message.
+    fn report(&self) -> String {
+        let mut out = String::new();
+        for what in ["errors.log", "messages.log", "out"] {
+            let path = self.dir.join(format!("{}.{what}", self.name));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let start = text.len().saturating_sub(6000);
+            let start = (start..text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(text.len());
+            out.push_str(&format!("--- {} ---\n{}\n", path.display(), &text[start..]));
+        }
+        out
+    }
+
+    /// Fails the test unless the out-of-call scenario (`-oocsf`) ran without an error (SIPp's
+    /// exit status counts only the main scenario's call) and SIPp's message trace holds
+    /// each of `seen`, in this order.
+    fn expect_out_of_call_success(&self, seen: &[&str], events: &[EdgeEvent]) {
+        let read = |what: &str| {
+            std::fs::read_to_string(self.dir.join(format!("{}.{what}", self.name)))
+                .unwrap_or_default()
+        };
+        let errors = read("errors.log");
+        let failed = [
+            "Abort",
+            "nexpected",
+            "ailed",
+            "imeout",
+            "etransmission",
+            "Discard",
+        ]
+        .iter()
+        .any(|w| errors.contains(w));
+        let ran = errors.contains("out-of-call");
+        let trace = read("messages.log");
+        let mut at = 0;
+        let in_order = seen.iter().all(|s| match trace[at..].find(s) {
+            Some(i) => {
+                at += i + s.len();
+                true
+            }
+            None => false,
+        });
+        if failed || !ran || !in_order {
+            panic!(
+                "SIPp {}: out-of-call scenario failed (ran: {ran}, messages {seen:?} in order: \
+                 {in_order})\nevents: {events:#?}\n{}",
+                self.name,
+                self.report()
+            );
+        }
+    }
+
+    /// Fails the test unless SIPp exits 0 within `limit`.
+    async fn expect_success(&mut self, limit: Duration, events: &[EdgeEvent]) {
+        let status = self.wait(limit).await;
+        if !status.is_some_and(|s| s.success()) {
+            panic!(
+                "SIPp {} ended with {status:?}\nevents: {events:#?}\n{}",
+                self.name,
+                self.report()
+            );
+        }
+    }
+}
+
+/// What the test's runtime does on each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Play {
+    /// Inbound → invite the operator; ringing → ring the PBX; answered → answer the PBX
+    /// with the operator's SDP; PBX gone → hang up (or cancel) the operator; operator hung
+    /// up → hang up the PBX.
+    Bridge,
+    /// Inbound → invite the operator; unreachable or refused → refuse the PBX with 480.
+    RefuseWhenUnreachable,
+}
+
+/// A started edge and the runtime task playing `play` on its events.
+struct Harness {
+    edge: Arc<SipEdge>,
+    port: u16,
+    seen: mpsc::UnboundedReceiver<EdgeEvent>,
+    log: Vec<EdgeEvent>,
+}
+
+impl Harness {
+    async fn start(play: Play, operator: &'static str) -> Harness {
+        let port = free_port_pair(EDGE_IP);
+        let mut edge = SipEdge::start(settings(port)).await.expect("edge starts");
+        let mut events = edge.events().expect("events, the first time");
+        assert!(edge.events().is_none(), "events are taken once");
+        let edge = Arc::new(edge);
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let runtime = edge.clone();
+        tokio::spawn(async move {
+            let mut calls: HashMap<LegRef, CallRef> = HashMap::new();
+            let mut next_leg = 1;
+            while let Some(ev) = events.recv().await {
+                let _ = seen_tx.send(ev.clone());
+                match ev {
+                    EdgeEvent::Inbound {
+                        call,
+                        offer,
+                        caller,
+                        ..
+                    } => {
+                        let leg = LegRef(next_leg);
+                        next_leg += 1;
+                        calls.insert(leg, call);
+                        let sdp = offer.unwrap_or_default();
+                        runtime.invite_agent(leg, operator, sdp, &caller).await;
+                    }
+                    EdgeEvent::LegRinging { leg } if play == Play::Bridge => {
+                        if let Some(call) = calls.get(&leg) {
+                            runtime.ring_pbx(*call).await;
+                        }
+                    }
+                    EdgeEvent::LegAnswered { leg, answer } => match calls.get(&leg) {
+                        Some(call) => runtime.answer_pbx(*call, answer.unwrap_or_default()).await,
+                        None => runtime.bye_agent(leg).await,
+                    },
+                    EdgeEvent::LegUnreachable { leg } | EdgeEvent::LegRefused { leg, .. } => {
+                        if let Some(call) = calls.remove(&leg)
+                            && play == Play::RefuseWhenUnreachable
+                        {
+                            runtime.reject_pbx(call, 480, None).await;
+                        }
+                    }
+                    EdgeEvent::LegHungUp { leg } => {
+                        if let Some(call) = calls.remove(&leg) {
+                            runtime.bye_pbx(call).await;
+                        }
+                    }
+                    EdgeEvent::PbxGone { call } => {
+                        let legs: Vec<LegRef> = calls
+                            .iter()
+                            .filter(|(_, c)| **c == call)
+                            .map(|(l, _)| *l)
+                            .collect();
+                        for leg in legs {
+                            calls.remove(&leg);
+                            // BYE when answered; CANCEL when still ringing.
+                            runtime.bye_agent(leg).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Harness {
+            edge,
+            port,
+            seen,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for an event matching `want`, returning it; fails after [`WAIT`].
+    async fn expect(&mut self, what: &str, want: impl Fn(&EdgeEvent) -> bool) -> EdgeEvent {
+        if let Some(ev) = self.log.iter().find(|e| want(e)) {
+            return ev.clone();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.seen.recv()).await {
+                Ok(Some(ev)) => {
+                    self.log.push(ev.clone());
+                    if want(&ev) {
+                        return ev;
+                    }
+                }
+                _ => panic!("no {what} within {WAIT:?}; events: {:#?}", self.log),
+            }
+        }
+    }
+
+    /// Takes the events seen so far without waiting.
+    fn drain(&mut self) -> &[EdgeEvent] {
+        while let Ok(ev) = self.seen.try_recv() {
+            self.log.push(ev);
+        }
+        &self.log
+    }
+
+    fn operator(&self, dir: &Path, name: &str, answer: &str, tcp: bool) -> Sipp {
+        Sipp::start(
+            dir,
+            name,
+            "operator_register.xml",
+            self.port,
+            OPERATOR_IP,
+            tcp,
+            &[
+                "-s", "alice", "-au", "alice", "-ap", PASSWORD, "-d", "5000", "-oocsf", answer,
+            ],
+        )
+    }
+
+    fn pbx(&self, dir: &Path, name: &str, scenario_file: &str) -> Sipp {
+        Sipp::start(
+            dir,
+            name,
+            scenario_file,
+            self.port,
+            EDGE_IP,
+            false,
+            &["-s", "8000"],
+        )
+    }
+}
+
+async fn answered_call(name: &str, tcp: bool) {
+    let dir = test_dir(name);
+    let mut h = Harness::start(Play::Bridge, "alice").await;
+    let answer = scenario("operator_answer.xml");
+    let mut operator = h.operator(&dir, "operator", &answer.to_string_lossy(), tcp);
+    h.expect(
+        "Registered",
+        |e| matches!(e, EdgeEvent::Registered { user } if user == "alice"),
+    )
+    .await;
+    assert_eq!(h.edge.registered(), ["alice"]);
+    let mut pbx = h.pbx(&dir, "pbx", "pbx_call.xml");
+    let inbound = h
+        .expect("Inbound", |e| matches!(e, EdgeEvent::Inbound { .. }))
+        .await;
+    let EdgeEvent::Inbound {
+        trunk,
+        queue,
+        number,
+        caller,
+        offer,
+        source,
+        ..
+    } = inbound
+    else {
+        unreachable!("matched above");
+    };
+    assert_eq!(
+        (&trunk[..], &queue[..], &number[..]),
+        ("pbx", "support", "8000")
+    );
+    assert_eq!(caller, "+33123456789");
+    assert!(
+        offer.is_some_and(|o| o.starts_with(b"v=0")),
+        "the INVITE's SDP"
+    );
+    assert_eq!(source.ip(), ip(EDGE_IP));
+    h.expect("LegRinging", |e| matches!(e, EdgeEvent::LegRinging { .. }))
+        .await;
+    let answered = h
+        .expect("LegAnswered", |e| {
+            matches!(e, EdgeEvent::LegAnswered { .. })
+        })
+        .await;
+    assert!(
+        matches!(&answered, EdgeEvent::LegAnswered { answer: Some(sdp), .. } if sdp.windows(10).any(|w| w == b"o=operator")),
+        "{answered:?}"
+    );
+    h.expect("PbxGone", |e| matches!(e, EdgeEvent::PbxGone { .. }))
+        .await;
+    pbx.expect_success(WAIT, h.drain()).await;
+    operator.expect_success(WAIT, h.drain()).await;
+    // The INVITE went to where the phone registered from, not to its Contact (192.0.2.10,
+    // as a phone behind NAT advertises); the 2xx ACK and the BYE too.
+    operator.expect_out_of_call_success(
+        &[
+            "INVITE sip:desk@192.0.2.10:5062",
+            "SIP/2.0 200 OK",
+            "ACK sip:desk@",
+            "BYE sip:desk@",
+            "SIP/2.0 200 OK",
+        ],
+        h.drain(),
+    );
+    if tcp {
+        // SIPp exited: its connection closed, and with it the registration.
+        h.expect(
+            "Unregistered",
+            |e| matches!(e, EdgeEvent::Unregistered { user } if user == "alice"),
+        )
+        .await;
+        assert!(h.edge.registered().is_empty());
+    }
+    let log = h.drain().to_vec();
+    assert!(
+        !log.iter().any(|e| matches!(
+            e,
+            EdgeEvent::LegHungUp { .. }
+                | EdgeEvent::LegRefused { .. }
+                | EdgeEvent::LegUnreachable { .. }
+        )),
+        "{log:#?}"
+    );
+    assert_eq!(h.edge.stats().overloaded, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_call_is_bridged_and_hung_up_over_udp() {
+    let _serial = serial().await;
+    answered_call("answered_udp", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_registered_over_tcp_is_called_on_its_connection() {
+    let _serial = serial().await;
+    answered_call("answered_tcp", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pbx_cancel_while_the_operator_rings_cancels_the_operator() {
+    let _serial = serial().await;
+    let dir = test_dir("cancel");
+    let mut h = Harness::start(Play::Bridge, "alice").await;
+    let ring = scenario("operator_ring_cancel.xml");
+    let mut operator = h.operator(&dir, "operator", &ring.to_string_lossy(), false);
+    h.expect("Registered", |e| matches!(e, EdgeEvent::Registered { .. }))
+        .await;
+    let mut pbx = h.pbx(&dir, "pbx", "pbx_cancel.xml");
+    h.expect("LegRinging", |e| matches!(e, EdgeEvent::LegRinging { .. }))
+        .await;
+    h.expect("PbxGone", |e| matches!(e, EdgeEvent::PbxGone { .. }))
+        .await;
+    h.expect("LegRefused 487", |e| {
+        matches!(e, EdgeEvent::LegRefused { status: 487, .. })
+    })
+    .await;
+    pbx.expect_success(WAIT, h.drain()).await;
+    operator.expect_success(WAIT, h.drain()).await;
+    operator.expect_out_of_call_success(
+        &[
+            "INVITE sip:desk@",
+            "SIP/2.0 180 Ringing",
+            "CANCEL sip:desk@",
+            "SIP/2.0 487",
+            "ACK sip:desk@",
+        ],
+        h.drain(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_who_is_not_registered_is_unreachable_at_once() {
+    let _serial = serial().await;
+    let dir = test_dir("unreachable");
+    let mut h = Harness::start(Play::RefuseWhenUnreachable, "bob").await;
+    let mut pbx = h.pbx(&dir, "pbx", "pbx_refused.xml");
+    let inbound = h
+        .expect("Inbound", |e| matches!(e, EdgeEvent::Inbound { .. }))
+        .await;
+    let started = tokio::time::Instant::now();
+    h.expect("LegUnreachable", |e| {
+        matches!(e, EdgeEvent::LegUnreachable { .. })
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "unreachable after {:?}",
+        started.elapsed()
+    );
+    pbx.expect_success(WAIT, h.drain()).await;
+    assert!(matches!(inbound, EdgeEvent::Inbound { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_hanging_up_ends_the_pbx_call_after_a_pbx_hold() {
+    let _serial = serial().await;
+    let dir = test_dir("operator_hangs_up");
+    let mut h = Harness::start(Play::Bridge, "alice").await;
+    let hangup = scenario("operator_hangup.xml");
+    let mut operator = h.operator(&dir, "operator", &hangup.to_string_lossy(), false);
+    h.expect("Registered", |e| matches!(e, EdgeEvent::Registered { .. }))
+        .await;
+    let mut pbx = h.pbx(&dir, "pbx", "pbx_hungup.xml");
+    h.expect("LegAnswered", |e| {
+        matches!(e, EdgeEvent::LegAnswered { .. })
+    })
+    .await;
+    h.expect("LegHungUp", |e| matches!(e, EdgeEvent::LegHungUp { .. }))
+        .await;
+    // The PBX's re-INVITE (hold) was answered with the operator's SDP, then our BYE came.
+    pbx.expect_success(WAIT, h.drain()).await;
+    operator.expect_success(WAIT, h.drain()).await;
+    operator.expect_out_of_call_success(
+        &[
+            "INVITE sip:desk@",
+            "SIP/2.0 200 OK",
+            "ACK sip:desk@",
+            "BYE sip:homeline@",
+            "SIP/2.0 200 OK",
+        ],
+        h.drain(),
+    );
+    let log = h.drain().to_vec();
+    assert!(
+        !log.iter().any(|e| matches!(e, EdgeEvent::PbxGone { .. })),
+        "the PBX did not hang up: {log:#?}"
+    );
+}
+
+/// Sends one INVITE for 8000 from 127.0.0.1 over UDP and returns the statuses of the
+/// responses, up to the first final one.
+async fn raw_invite(port: u16, call_id: &str) -> Vec<u16> {
+    let sock = tokio::net::UdpSocket::bind((ip(EDGE_IP), 0))
+        .await
+        .expect("UDP socket");
+    let me = sock.local_addr().expect("local address");
+    let invite = format!(
+        "INVITE sip:8000@{EDGE_IP}:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK{call_id};rport\r\n\
+         From: <sip:caller@{me}>;tag=t{call_id}\r\n\
+         To: <sip:8000@{EDGE_IP}:{port}>\r\n\
+         Call-ID: {call_id}@test\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@{me}>\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    sock.send_to(invite.as_bytes(), (ip(EDGE_IP), port))
+        .await
+        .expect("send");
+    let mut statuses = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf)).await {
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        statuses.push(status);
+        if status >= 200 {
+            break;
+        }
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_invites_get_480_without_a_runtime_and_503_when_it_stopped_listening() {
+    let _serial = serial().await;
+    let port = free_port_pair(EDGE_IP);
+    let mut edge = SipEdge::start(settings(port)).await.expect("edge starts");
+    assert_eq!(raw_invite(port, "norun").await, [100, 480]);
+    let events = edge.events().expect("events");
+    drop(events);
+    assert_eq!(raw_invite(port, "closed").await, [100, 503]);
+    assert_eq!(edge.stats().overloaded, 1);
+    edge.shutdown().await;
+}
+
+/// The tests run one at a time: each starts several SIPp processes on ports found free a
+/// moment earlier, and running them side by side made those ports race.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
