@@ -762,6 +762,8 @@ async fn ping(sh: &Shared, trunk: &TrunkSpec) -> bool {
     }
 }
 
+/// One OPTIONS to a trunk's PBX, answering a digest challenge once with the trunk's
+/// credentials; returns the final status.
 async fn options_to(sh: &Shared, trunk: &TrunkSpec) -> rsipstack::Result<u16> {
     let (transport, suffix) = match trunk.transport {
         TrunkTransport::Udp => (rsipstack::sip::Transport::Udp, ""),
@@ -778,7 +780,6 @@ async fn options_to(sh: &Shared, trunk: &TrunkSpec) -> rsipstack::Result<u16> {
         })
         .ok_or_else(|| rsipstack::Error::Error("no listener for the trunk's transport".into()))?;
     let target = Uri::try_from(format!("sip:{}{suffix}", trunk.pbx).as_str())?;
-    let via = sh.endpoint.get_via(Some(local.clone()), None)?;
     let from = rsipstack::sip::typed::From {
         display_name: None,
         uri: Uri::try_from(format!("sip:homeline@{}", local.addr).as_str())?,
@@ -789,30 +790,71 @@ async fn options_to(sh: &Shared, trunk: &TrunkSpec) -> rsipstack::Result<u16> {
         uri: target.clone(),
         params: vec![],
     };
-    let req = sh
-        .endpoint
-        .make_request(Method::Options, target, via, from, to, 1, None);
-    let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
-    let conn = match trunk.transport {
-        TrunkTransport::Udp => sh
-            .udp
-            .iter()
-            .find(|c| {
-                c.get_addr()
-                    .get_socketaddr()
-                    .is_ok_and(|s| s.is_ipv6() == v6)
-            })
-            .cloned(),
-        TrunkTransport::Tcp => None,
-    };
-    let mut tx = Transaction::new_client(key, req, sh.endpoint.clone(), conn);
-    tx.destination = Some(SipAddr::new(transport, trunk.pbx.into()));
-    tx.send().await?;
-    while let Some(msg) = tx.receive().await {
-        if let rsipstack::sip::SipMessage::Response(r) = msg
-            && r.status_code.kind() != StatusCodeKind::Provisional
-        {
-            return Ok(u16::from(r.status_code));
+    let mut authorization: Option<Header> = None;
+    let mut call_id = None;
+    for cseq in 1..=2 {
+        let via = sh.endpoint.get_via(Some(local.clone()), None)?;
+        let mut req = sh.endpoint.make_request(
+            Method::Options,
+            target.clone(),
+            via,
+            from.clone(),
+            to.clone(),
+            cseq,
+            call_id.clone(),
+        );
+        call_id = req.call_id_header().ok().cloned();
+        if let Some(h) = authorization.take() {
+            req.headers.push(h);
+        }
+        let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
+        let conn = match trunk.transport {
+            TrunkTransport::Udp => sh
+                .udp
+                .iter()
+                .find(|c| {
+                    c.get_addr()
+                        .get_socketaddr()
+                        .is_ok_and(|s| s.is_ipv6() == v6)
+                })
+                .cloned(),
+            TrunkTransport::Tcp => None,
+        };
+        let mut tx = Transaction::new_client(key, req, sh.endpoint.clone(), conn);
+        tx.destination = Some(SipAddr::new(transport, trunk.pbx.into()));
+        tx.send().await?;
+        let mut last = None;
+        while let Some(msg) = tx.receive().await {
+            if let rsipstack::sip::SipMessage::Response(r) = msg
+                && r.status_code.kind() != StatusCodeKind::Provisional
+            {
+                last = Some(r);
+                break;
+            }
+        }
+        let Some(r) = last else { break };
+        let code = u16::from(r.status_code.clone());
+        let challenge = r.headers.iter().find_map(|h| match h {
+            Header::WwwAuthenticate(v) if code == 401 => Some((v.value().to_string(), false)),
+            Header::ProxyAuthenticate(v) if code == 407 => Some((v.value().to_string(), true)),
+            _ => None,
+        });
+        match (challenge, &trunk.credentials, cseq) {
+            (Some((challenge, proxy)), Some((user, password)), 1) => {
+                let cnonce = format!("{:016x}", sh.salt.fetch_add(1, Ordering::Relaxed));
+                let uri = target.to_string();
+                let Some(value) = crate::digest::answer_challenge(
+                    &challenge, "OPTIONS", &uri, user, password, &cnonce, 1,
+                ) else {
+                    return Ok(code);
+                };
+                authorization = Some(if proxy {
+                    Header::ProxyAuthorization(value.into())
+                } else {
+                    Header::Authorization(value.into())
+                });
+            }
+            _ => return Ok(code),
         }
     }
     Err(rsipstack::Error::Error("no final response".into()))
