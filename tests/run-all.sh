@@ -9,12 +9,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the suites need, as COMMAND:PACKAGE pairs: PACKAGE is installed only when
 # COMMAND is missing. The SIP edge tests (crates/homeline/tests/sip_edge.rs, tests/sip/) run
-# SIPp, baresip, linphone-daemon and a python sender against homeline.
+# SIPp, baresip, linphone-daemon and a python sender against homeline; the call tests
+# (crates/homeline/tests/calls.rs, tests/calls/) capture RTP on `lo` with dumpcap (tshark).
 DEBIAN_PACKAGES=(
     "sipp:sip-tester"
     "baresip:baresip-core"
     "linphone-daemon:linphone-cli"
     "python3:python3"
+    "dumpcap:tshark"
 )
 
 # Installs the package of each COMMAND:PACKAGE pair whose command is missing.

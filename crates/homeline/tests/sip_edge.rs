@@ -14,6 +14,8 @@
 //! Each test starts its own homeline and stays under 30 s; the peers they need come from
 //! `bash tests/run-all.sh`.
 
+// Each test file uses a part of the shared harness.
+#[allow(dead_code, unused_imports)]
 mod sip_harness;
 
 use serde_json::Value;
@@ -313,6 +315,46 @@ fn trunk_keepalive_follows_the_pbx_going_down_and_coming_back() {
     let down = h.expect_event(up + 1, Duration::from_secs(10), "trunk down", &trunk);
     let _second = pbx(1);
     h.expect_event(down + 1, Duration::from_secs(10), "trunk up", &trunk);
+}
+
+#[test]
+fn keepalive_answers_the_pbxs_digest_challenge_with_the_trunk_credentials() {
+    let pbx_port = free_port_pair(HOMELINE_IP);
+    let dir = sip_harness::test_dir("keepalive_auth_pbx");
+    for (password, ok) in [("trunk-secret", true), ("wrong", false)] {
+        let mut pbx = Sipp::uas("pbx_options_auth_uas.xml", &dir, usize::from(ok))
+            .arg("-m")
+            .arg("1")
+            .spawn(pbx_port);
+        let _h = Homeline::start(
+            if ok {
+                "keepalive_auth"
+            } else {
+                "keepalive_auth_wrong"
+            },
+            Setup::default()
+                .sip("t1", "\"50ms\"")
+                .pbx(pbx_port, "1s")
+                .trunk_credentials("homeline", password),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = pbx.exited() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the PBX saw no authenticated ping"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(
+            status.success(),
+            ok,
+            "credentials {password}: {}",
+            pbx.output()
+        );
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod logs;
 mod peers;
 
 pub use logs::{LogLine, Logs};
-pub use peers::{Background, Sipp};
+pub use peers::{Background, RunningSipp, Sipp};
 
 use logs::LOG_TAIL;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -176,6 +176,14 @@ pub struct Setup {
     options_interval: String,
     /// The address homeline's SIP listeners (UDP and TCP) bind to.
     listen_ip: String,
+    /// `username`/`password` lines of the trunk `pbx` (empty: no credentials).
+    trunk_auth: String,
+    /// The configuration template; `None`: `tests/sip/homeline.toml.in`.
+    template: Option<PathBuf>,
+    /// How many RTP ports homeline gets; `None`: the 100 of [`rtp_range`].
+    rtp_ports: Option<u16>,
+    /// Values of the template's own placeholders, besides the ones the harness fills.
+    values: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -186,6 +194,10 @@ impl Default for Setup {
             pbx_port: None,
             options_interval: "0s".into(),
             listen_ip: HOMELINE_IP.into(),
+            trunk_auth: String::new(),
+            template: None,
+            rtp_ports: None,
+            values: Vec::new(),
         }
     }
 }
@@ -206,6 +218,33 @@ impl Setup {
         self
     }
 
+    /// Makes the configuration from `template` instead of `tests/sip/homeline.toml.in`; it
+    /// has the same placeholders, plus any given with [`Setup::value`].
+    pub fn template(mut self, template: PathBuf) -> Self {
+        self.template = Some(template);
+        self
+    }
+
+    /// Gives homeline `count` RTP ports (a free block of them) instead of the 100 of
+    /// [`rtp_range`]; a call takes 4 (RTP and RTCP on each leg).
+    pub fn rtp_ports(mut self, count: u16) -> Self {
+        self.rtp_ports = Some(count);
+        self
+    }
+
+    /// Fills the template's placeholder `@NAME@` with `value`.
+    pub fn value(mut self, name: &str, value: &str) -> Self {
+        self.values.retain(|(k, _)| k != name);
+        self.values.push((name.into(), value.into()));
+        self
+    }
+
+    /// Digest credentials of trunk `pbx` (it must then authenticate too).
+    pub fn trunk_credentials(mut self, user: &str, password: &str) -> Self {
+        self.trunk_auth = format!("username = \"{user}\"\npassword = \"{password}\"");
+        self
+    }
+
     /// Points the trunk `pbx` at 127.0.0.1:`port`, pinged every `interval`.
     pub fn pbx(mut self, port: u16, interval: &str) -> Self {
         self.pbx_port = Some(port);
@@ -223,6 +262,8 @@ pub struct Homeline {
     /// The address homeline's SIP listeners bind to (`127.0.0.1` unless the test said).
     pub ip: String,
     pub sip_port: u16,
+    /// homeline's RTP port range (`media.rtp_port_min`, `media.rtp_port_max`).
+    pub rtp_ports: (u16, u16),
     pub logs: Logs,
     runs: AtomicUsize,
 }
@@ -233,7 +274,13 @@ impl Homeline {
     pub fn start(name: &str, setup: Setup) -> Homeline {
         let dir = test_dir(name);
         let sip_port = free_port_pair(&setup.listen_ip);
-        let (rtp_min, rtp_max) = rtp_range();
+        let (rtp_min, rtp_max) = match setup.rtp_ports {
+            Some(n) => {
+                let min = free_udp_block(HOMELINE_IP, n);
+                (min, min + n - 1)
+            }
+            None => rtp_range(),
+        };
         let pbx_port = setup
             .pbx_port
             .unwrap_or_else(|| free_udp_block(HOMELINE_IP, 1));
@@ -242,20 +289,24 @@ impl Homeline {
             .iter()
             .map(|(k, v)| format!("{k} = {v}\n"))
             .collect();
-        let config = fill(
-            &read(&sip_dir().join("homeline.toml.in")),
-            &[
-                ("SIP_IP", setup.listen_ip.clone()),
-                ("SIP_ADDR", host_port(&setup.listen_ip, sip_port)),
-                ("SIP_KEYS", sip_keys),
-                ("HTTP_PORT", free_tcp_port(HOMELINE_IP).to_string()),
-                ("RTP_PORT_MIN", rtp_min.to_string()),
-                ("RTP_PORT_MAX", rtp_max.to_string()),
-                ("WEBRTC_PORT", free_udp_block(HOMELINE_IP, 1).to_string()),
-                ("PBX_PORT", pbx_port.to_string()),
-                ("OPTIONS_INTERVAL", setup.options_interval.clone()),
-            ],
-        );
+        let template = setup
+            .template
+            .clone()
+            .unwrap_or_else(|| sip_dir().join("homeline.toml.in"));
+        let mut values = vec![
+            ("SIP_IP", setup.listen_ip.clone()),
+            ("SIP_ADDR", host_port(&setup.listen_ip, sip_port)),
+            ("SIP_KEYS", sip_keys),
+            ("HTTP_PORT", free_tcp_port(HOMELINE_IP).to_string()),
+            ("RTP_PORT_MIN", rtp_min.to_string()),
+            ("RTP_PORT_MAX", rtp_max.to_string()),
+            ("WEBRTC_PORT", free_udp_block(HOMELINE_IP, 1).to_string()),
+            ("PBX_PORT", pbx_port.to_string()),
+            ("OPTIONS_INTERVAL", setup.options_interval.clone()),
+            ("TRUNK_AUTH", setup.trunk_auth.clone()),
+        ];
+        values.extend(setup.values.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let config = fill(&read(&template), &values);
         let config_path = dir.join("homeline.toml");
         write(&config_path, &config);
 
@@ -286,6 +337,7 @@ impl Homeline {
             dir,
             ip: setup.listen_ip,
             sip_port,
+            rtp_ports: (rtp_min, rtp_max),
             logs,
             runs: AtomicUsize::new(0),
         };
@@ -369,8 +421,21 @@ impl Homeline {
     /// A SIPp run of `tests/sip/sipp/SCENARIO` against this homeline, from homeline's own
     /// address unless [`Sipp::source_ip`] says otherwise.
     pub fn sipp(&self, scenario: &str) -> Sipp {
-        let n = self.runs.fetch_add(1, Ordering::Relaxed);
-        Sipp::new(scenario, &self.dir, n)
+        Sipp::new(scenario, &self.dir, self.next_run())
+            .target(&self.addr())
+            .source_ip(&self.ip)
+    }
+
+    /// A number for the next peer run, unique within this homeline's test.
+    pub fn next_run(&self) -> usize {
+        self.runs.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A SIPp run of `DIR/SCENARIO` (a scenario outside `tests/sip/sipp/`) against this
+    /// homeline, from homeline's own address unless [`Sipp::source_ip`] says otherwise.
+    pub fn sipp_in(&self, dir: &Path, scenario: &str) -> Sipp {
+        Sipp::new(scenario, &self.dir, self.next_run())
+            .scenario_dir(dir)
             .target(&self.addr())
             .source_ip(&self.ip)
     }

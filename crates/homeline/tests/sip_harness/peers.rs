@@ -14,6 +14,8 @@ pub const SIPP_TIMEOUT: Duration = Duration::from_secs(25);
 #[derive(Debug)]
 pub struct Sipp {
     scenario: String,
+    /// Where the scenario file is: `tests/sip/sipp` unless [`Sipp::scenario_dir`] says.
+    scenario_dir: PathBuf,
     dir: PathBuf,
     tag: String,
     target: Option<String>,
@@ -28,6 +30,7 @@ impl Sipp {
         let stem = scenario.trim_end_matches(".xml");
         Sipp {
             scenario: scenario.into(),
+            scenario_dir: sip_dir().join("sipp"),
             dir: dir.into(),
             tag: format!("sipp-{n:02}-{stem}"),
             target: None,
@@ -40,6 +43,12 @@ impl Sipp {
     /// A SIPp that only listens (a UAS), with no target.
     pub fn uas(scenario: &str, dir: &Path, n: usize) -> Sipp {
         Sipp::new(scenario, dir, n)
+    }
+
+    /// Reads the scenario from `dir` instead of `tests/sip/sipp`.
+    pub fn scenario_dir(mut self, dir: &Path) -> Self {
+        self.scenario_dir = dir.into();
+        self
     }
 
     pub(crate) fn target(mut self, addr: &str) -> Self {
@@ -80,8 +89,7 @@ impl Sipp {
 
     fn command(&self, local_port: u16) -> Command {
         let mut c = Command::new("sipp");
-        c.arg("-sf")
-            .arg(sip_dir().join("sipp").join(&self.scenario));
+        c.arg("-sf").arg(self.scenario_dir.join(&self.scenario));
         if let Some(t) = &self.target {
             c.arg(t);
         }
@@ -126,6 +134,13 @@ impl Sipp {
     /// last lines, unless SIPp exits 0.
     #[track_caller]
     pub fn run(self, homeline: &mut Homeline) {
+        self.start(1).wait(homeline);
+    }
+
+    /// Starts `calls` calls (`-m`) in the background; [`RunningSipp::wait`] waits for their
+    /// end. SIPp gives up after 20 s (`-timeout`), and is killed if still running when the
+    /// handle is dropped.
+    pub fn start(self, calls: usize) -> RunningSipp {
         let local_port = if self.tcp {
             free_port_pair(&self.local_ip)
         } else {
@@ -135,43 +150,25 @@ impl Sipp {
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", self.file("out").display()));
         let err = out.try_clone().ok();
         let mut cmd = self.command(local_port);
-        cmd.args(["-m", "1", "-timeout", "20s", "-timeout_error"])
-            .stdout(out);
+        cmd.args([
+            "-m",
+            &calls.to_string(),
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ])
+        .stdout(out);
         if let Some(err) = err {
             cmd.stderr(err);
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start sipp: {e}"));
-        let deadline = Instant::now() + SIPP_TIMEOUT;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-            }
-        };
-        if status.is_some_and(|s| s.success()) {
-            return;
+        RunningSipp {
+            child,
+            started: Instant::now(),
+            sipp: self,
         }
-        let what = match status {
-            Some(s) => format!("exited with {s}"),
-            None => format!("did not finish within {SIPP_TIMEOUT:?} and was killed"),
-        };
-        panic!(
-            "SIPp {} ({}{}) {what}\n{}\n{}",
-            self.scenario,
-            self.tag,
-            if self.tcp { ", TCP" } else { ", UDP" },
-            self.report(),
-            homeline.report()
-        );
     }
 
     /// Starts SIPp with no call limit, listening on `local_ip:port` until the guard is
@@ -190,6 +187,87 @@ impl Sipp {
             output: self.file("out"),
             stdin: None,
         }
+    }
+}
+
+/// SIPp running its calls in the background ([`Sipp::start`]), killed when dropped.
+#[derive(Debug)]
+pub struct RunningSipp {
+    child: Child,
+    started: Instant,
+    sipp: Sipp,
+}
+
+impl RunningSipp {
+    /// Waits for SIPp's end, at most [`SIPP_TIMEOUT`] after its start; `None`: still running.
+    pub fn wait_status(&mut self) -> Option<ExitStatus> {
+        let deadline = self.started + SIPP_TIMEOUT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => return Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Whether it has exited, and how, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits for SIPp's end; the test fails, with SIPp's traces and homeline's last lines,
+    /// unless SIPp exits 0.
+    #[track_caller]
+    pub fn wait(mut self, homeline: &mut Homeline) {
+        let status = self.wait_status();
+        if status.is_some_and(|s| s.success()) {
+            return;
+        }
+        let what = match status {
+            Some(s) => format!("exited with {s}"),
+            None => format!("did not finish within {SIPP_TIMEOUT:?} and was killed"),
+        };
+        panic!("{} {what}\n{}", self.describe(), self.report(homeline));
+    }
+
+    /// `SIPp SCENARIO (TAG, UDP)`.
+    pub fn describe(&self) -> String {
+        let s = &self.sipp;
+        format!(
+            "SIPp {} ({}{})",
+            s.scenario,
+            s.tag,
+            if s.tcp { ", TCP" } else { ", UDP" }
+        )
+    }
+
+    /// SIPp's traces and homeline's last lines, for a failure message.
+    pub fn report(&self, homeline: &mut Homeline) -> String {
+        format!("{}\n{}", self.sipp.report(), homeline.report())
+    }
+
+    /// SIPp's error log so far.
+    pub fn errors(&self) -> String {
+        std::fs::read_to_string(self.sipp.file("errors.log")).unwrap_or_default()
+    }
+
+    /// SIPp's message trace so far.
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.sipp.file("messages.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RunningSipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,1325 @@
+//! Calls end to end: the real `homeline` binary between SIPp playing the PBX and real
+//! softphones playing the operators (baresip with auto-answer, SIPp operator scenarios), with
+//! the audio checked both ways. `tests/calls/README.md` describes the files these tests use.
+//!
+//! - the PBX (SIPp from 127.0.0.1, `tests/calls/sipp/pbx_*.xml`) calls 8000, routed to the
+//!   queue `support`; homeline answers at once and plays music on hold (440 Hz) until an
+//!   operator answers;
+//! - operators register from 127.0.0.2: baresip (sends a 660 Hz tone, records what it
+//!   receives) or SIPp (`operator_register.xml` with one `-inf` line per operator; the
+//!   out-of-call scenario answers, or lets ring until CANCEL, the INVITEs homeline sends);
+//! - what homeline sends is captured on `lo` with `dumpcap` (homeline's RTP ports only) and
+//!   decoded here: the PBX must hear the operator's 660 Hz, the operator the PBX's 1 kHz. The
+//!   operator's tone is not 440 Hz so that it cannot be mistaken for music on hold.
+//!
+//! Log events these tests wait for (message, then fields): `registered` (`user`),
+//! `operator state` (`agent`, `state`: logged_out | not_ready | available | offered | on_call
+//! | wrap_up), `call outcome` (`call`, `queue`, `outcome` as Debug text, `wait_ms`,
+//! `talk_ms`), `call media ended` (`media`: the relay report as Debug text).
+//!
+//! The tests run one at a time (they share the CPU with real-time audio); each starts its own
+//! homeline and stays under 40 s. The peers come from `bash tests/run-all.sh`.
+
+// Each test file uses a part of the shared harness.
+#[allow(dead_code, unused_imports)]
+mod sip_harness;
+
+use serde_json::Value;
+use sip_harness::{
+    AGENT_IP, Background, Homeline, LogLine, RunningSipp, Setup, Sipp, fill, free_tcp_port,
+    free_udp_block, repo, require,
+};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "demo-password";
+/// What the PBX sends.
+const PBX_HZ: f64 = 1000.0;
+/// What operators send (baresip's source, SIPp operators' stream).
+const OPERATOR_HZ: f64 = 660.0;
+/// homeline's music on hold.
+const MOH_HZ: f64 = 440.0;
+/// Share of the signal's energy a tone must have for a check to pass.
+const TONE_SHARE: f64 = 0.5;
+const WAIT: Duration = Duration::from_secs(8);
+
+// ---- files, serialization ----
+
+/// `tests/calls`: the configuration template, SIPp scenarios and baresip templates.
+fn calls_dir() -> PathBuf {
+    repo().join("tests/calls")
+}
+
+fn sipp_dir() -> PathBuf {
+    calls_dir().join("sipp")
+}
+
+/// One test at a time: they share the CPU with real-time audio and SIPp timers.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(path: &Path, contents: impl AsRef<[u8]>) {
+    std::fs::write(path, contents)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// The queue `support` and its operators.
+struct Queue<'a> {
+    /// RTP ports homeline gets (4 a call); `None`: the harness's 100.
+    rtp_ports: Option<u16>,
+    strategy: &'a str,
+    ring_timeout: &'a str,
+    wrap_up: &'a str,
+    agents: &'a [&'a str],
+}
+
+impl Default for Queue<'_> {
+    fn default() -> Self {
+        Queue {
+            rtp_ports: None,
+            strategy: "longest-idle",
+            ring_timeout: "15s",
+            wrap_up: "0s",
+            agents: &["alice", "bob"],
+        }
+    }
+}
+
+/// Starts homeline with `queue`, MD5-only digest (SIPp and baresip), and writes the WAVs the
+/// SIPp scenarios stream into its directory (SIPp's working directory).
+fn start(name: &str, queue: Queue<'_>) -> Homeline {
+    require("sipp", "sip-tester");
+    let agents: String = queue
+        .agents
+        .iter()
+        .map(|a| {
+            format!(
+                "[[agent]]\nname = \"{a}\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\n"
+            )
+        })
+        .collect();
+    let mut setup = Setup::default();
+    if let Some(n) = queue.rtp_ports {
+        setup = setup.rtp_ports(n);
+    }
+    let h = Homeline::start(
+        name,
+        setup
+            .sip("digest_algorithms", r#"["MD5"]"#)
+            .template(calls_dir().join("homeline.toml.in"))
+            .value("STRATEGY", queue.strategy)
+            .value("RING_TIMEOUT", queue.ring_timeout)
+            .value("WRAP_UP", queue.wrap_up)
+            .value("AGENTS", &agents),
+    );
+    write(
+        &h.dir.join("tone1k_ulaw.wav"),
+        wav_ulaw(&tone(PBX_HZ, 3.0, 0.5)),
+    );
+    write(
+        &h.dir.join("tone660_ulaw.wav"),
+        wav_ulaw(&tone(OPERATOR_HZ, 3.0, 0.5)),
+    );
+    h
+}
+
+/// The PBX: `scenario` (from `tests/calls/sipp`) calling 8000 from 127.0.0.1.
+fn pbx(h: &Homeline, scenario: &str) -> Sipp {
+    h.sipp_in(&sipp_dir(), scenario).service("8000")
+}
+
+/// A SIPp operator registering `user` from 127.0.0.2 and staying registered for `stay`;
+/// `answer` (from `tests/calls/sipp`) handles the INVITEs homeline sends it.
+fn operator(h: &Homeline, user: &str, answer: &str, stay: Duration) -> RunningSipp {
+    h.sipp_in(&sipp_dir(), "operator_register.xml")
+        .source_ip(AGENT_IP)
+        .service(user)
+        .auth(user, PASSWORD)
+        .arg("-oocsf")
+        .arg(&sipp_dir().join(answer).to_string_lossy())
+        .arg("-d")
+        .arg(&stay.as_millis().to_string())
+        .start(1)
+}
+
+/// Waits until every one of `agents` is `available`, looking at lines from `from` on.
+#[track_caller]
+fn expect_available(h: &mut Homeline, from: usize, agents: &[&str]) {
+    for a in agents {
+        h.expect_event(
+            from,
+            WAIT,
+            "operator state",
+            &[("agent", a), ("state", "available")],
+        );
+    }
+}
+
+/// The messages SIPp traced that start with `start` (e.g. `INVITE sip:`): requests received
+/// by a UAS.
+fn count_lines(trace: &str, start: &str) -> usize {
+    trace.lines().filter(|l| l.starts_with(start)).count()
+}
+
+/// Fails unless each of `seen` is in `trace`, in this order.
+#[track_caller]
+fn expect_in_order(what: &str, trace: &str, seen: &[&str], context: impl FnOnce() -> String) {
+    let mut at = 0;
+    for s in seen {
+        match trace[at..].find(s) {
+            Some(i) => at += i + s.len(),
+            None => panic!(
+                "{what}: expected {seen:?} in this order, `{s}` missing\n{}",
+                context()
+            ),
+        }
+    }
+}
+
+/// The seconds of the day at which homeline logged `line` (its `timestamp`, RFC 3339 UTC).
+fn logged_at(line: &LogLine) -> f64 {
+    let ts = line
+        .field("timestamp")
+        .unwrap_or_else(|| panic!("log line without timestamp: {}", line.raw));
+    let time = ts
+        .split_once('T')
+        .map(|(_, t)| t.trim_end_matches('Z'))
+        .unwrap_or_else(|| panic!("unexpected timestamp {ts}"));
+    let time = time.split(['+', '-']).next().unwrap_or(time);
+    let mut parts = time.split(':');
+    let mut next = || -> f64 {
+        parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected timestamp {ts}"))
+    };
+    next() * 3600.0 + next() * 60.0 + next()
+}
+
+/// The `call outcome` lines so far.
+fn outcomes(h: &Homeline) -> Vec<LogLine> {
+    h.logs.matching(|l| l.is("call outcome", &[]))
+}
+
+/// Waits for `n` `call outcome` lines in all; returns them.
+#[track_caller]
+fn expect_outcomes(h: &mut Homeline, n: usize, timeout: Duration) -> Vec<LogLine> {
+    let ok = h.logs.wait_until(timeout, |lines| {
+        lines.iter().filter(|l| l.is("call outcome", &[])).count() >= n
+    });
+    if !ok {
+        let got: Vec<String> = outcomes(h).into_iter().map(|l| l.raw).collect();
+        panic!(
+            "expected {n} \"call outcome\" lines within {timeout:?}, got {got:#?}\n{}",
+            h.report()
+        );
+    }
+    outcomes(h)
+}
+
+fn outcome(line: &LogLine) -> String {
+    line.field("outcome").unwrap_or_default()
+}
+
+// ---- audio ----
+
+/// `seconds` of a `hz` sine at 8 kHz, `amplitude` of full scale.
+fn tone(hz: f64, seconds: f64, amplitude: f64) -> Vec<i16> {
+    let n = (seconds * 8000.0) as usize;
+    (0..n)
+        .map(|i| {
+            let x = (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin();
+            (x * amplitude * 32767.0) as i16
+        })
+        .collect()
+}
+
+/// G.711 μ-law encoding of one sample (ITU-T G.711, with the usual bias of 0x84).
+fn ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let s = i32::from(sample);
+    let sign = if s < 0 { 0x80 } else { 0 };
+    let mag = s.abs().min(CLIP) + BIAS;
+    let exponent = (7 - (mag as u32).leading_zeros().saturating_sub(17)).min(7) as i32;
+    let mantissa = (mag >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) as u8 as i32 | mantissa) as u8
+}
+
+/// G.711 μ-law decoding of one byte.
+fn unulaw(byte: u8) -> i16 {
+    let u = !byte;
+    let exponent = i32::from((u >> 4) & 0x07);
+    let mantissa = i32::from(u & 0x0F);
+    let mag = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    (if u & 0x80 != 0 { -mag } else { mag }) as i16
+}
+
+/// A WAV header for `data_len` bytes of `format` (1: PCM, 7: μ-law) at 8 kHz mono.
+fn wav_header(format: u16, bits: u16, data_len: usize) -> Vec<u8> {
+    let block = bits / 8;
+    let mut h = Vec::with_capacity(44);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data_len as u32).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&format.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&8000u32.to_le_bytes());
+    h.extend_from_slice(&(8000 * u32::from(block)).to_le_bytes());
+    h.extend_from_slice(&block.to_le_bytes());
+    h.extend_from_slice(&bits.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&(data_len as u32).to_le_bytes());
+    h
+}
+
+/// A μ-law WAV (what SIPp's `rtp_stream` sends as PT 0, header skipped).
+fn wav_ulaw(samples: &[i16]) -> Vec<u8> {
+    let mut w = wav_header(7, 8, samples.len());
+    w.extend(samples.iter().map(|&s| ulaw(s)));
+    w
+}
+
+/// A 16-bit PCM WAV (baresip's `aufile` source).
+fn wav_s16(samples: &[i16]) -> Vec<u8> {
+    let mut w = wav_header(1, 16, samples.len() * 2);
+    for s in samples {
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    w
+}
+
+/// A WAV file's sample rate and samples (first channel), PCM 16-bit or μ-law.
+fn read_wav(path: &Path) -> (u32, Vec<i16>) {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let bad = |why: &str| -> ! { panic!("{}: not a WAV I can read: {why}", path.display()) };
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        bad("no RIFF/WAVE header");
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let (mut format, mut channels, mut rate, mut bits) = (0, 1, 0, 0);
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32_at(at + 4) as usize;
+        let body = at + 8;
+        if id == b"fmt " && body + 16 <= bytes.len() {
+            format = u16_at(body);
+            channels = u16_at(body + 2).max(1) as usize;
+            rate = u32_at(body + 4);
+            bits = u16_at(body + 14);
+        } else if id == b"data" {
+            let end = (body + len).min(bytes.len());
+            let data = &bytes[body..end];
+            let samples: Vec<i16> = match (format, bits) {
+                (1, 16) | (0xFFFE, 16) => data
+                    .chunks_exact(2 * channels)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+                (7, 8) => data.iter().step_by(channels).map(|&b| unulaw(b)).collect(),
+                _ => bad(&format!("format {format}, {bits} bits")),
+            };
+            return (rate, samples);
+        }
+        at = body + len + (len & 1);
+    }
+    bad("no data chunk")
+}
+
+/// The share of the energy of `samples` (at `rate` Hz) that is at `hz`: a Goertzel filter
+/// over 20 ms blocks, as `rtp_tone_check.py` of the peers' kit does.
+fn tone_share(samples: &[i16], rate: u32, hz: f64) -> f64 {
+    let block = (rate / 50) as usize;
+    let k = 2.0 * (2.0 * std::f64::consts::PI * hz / f64::from(rate)).cos();
+    let (mut tone, mut total) = (0.0, 0.0);
+    for b in samples.chunks_exact(block) {
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in b {
+            let s0 = f64::from(x) + k * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        tone += (s1 * s1 + s2 * s2 - k * s1 * s2) * 2.0 / block as f64;
+        total += b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+    }
+    if total == 0.0 { 0.0 } else { tone / total }
+}
+
+/// Root mean square of `samples`.
+fn rms(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+}
+
+/// A description of `samples` for failure messages: length, level, and the share of each
+/// tone of these tests.
+fn describe_audio(samples: &[i16], rate: u32) -> String {
+    format!(
+        "{:.2} s, rms {:.0}, share at {PBX_HZ} Hz {:.2}, at {OPERATOR_HZ} Hz {:.2}, at {MOH_HZ} Hz {:.2}",
+        samples.len() as f64 / f64::from(rate.max(1)),
+        rms(samples),
+        tone_share(samples, rate, PBX_HZ),
+        tone_share(samples, rate, OPERATOR_HZ),
+        tone_share(samples, rate, MOH_HZ),
+    )
+}
+
+// ---- capture ----
+
+/// One RTP packet seen on `lo`.
+#[derive(Debug, Clone)]
+struct RtpPacket {
+    dst: (Ipv4Addr, u16),
+    pt: u8,
+    payload: Vec<u8>,
+}
+
+/// `dumpcap` capturing UDP from homeline's RTP ports on `lo` into a pcap file; stopped (and
+/// read) with [`Capture::stop`], killed when dropped.
+struct Capture {
+    child: Child,
+    path: PathBuf,
+    log: PathBuf,
+}
+
+impl Capture {
+    fn start(h: &Homeline, name: &str) -> Capture {
+        require("dumpcap", "tshark");
+        let path = h.dir.join(format!("{name}.pcap"));
+        let log = h.dir.join(format!("{name}.dumpcap.log"));
+        let out = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let (min, max) = h.rtp_ports;
+        let child = Command::new("dumpcap")
+            .args(["-i", "lo", "-P", "-f"])
+            .arg(format!("udp src portrange {min}-{max}"))
+            .arg("-w")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start dumpcap: {e}"));
+        let mut c = Capture { child, path, log };
+        // dumpcap says "Capturing on 'Loopback: lo'" once it captures.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let said = std::fs::read_to_string(&c.log).unwrap_or_default();
+            if said.contains("Capturing on") {
+                break;
+            }
+            if let Ok(Some(status)) = c.child.try_wait() {
+                panic!(
+                    "dumpcap exited ({status}): {said}\n(capturing on `lo` needs root, or \
+                     `dpkg-reconfigure wireshark-common` and membership of group wireshark)"
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dumpcap did not start capturing within 5 s: {said}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        c
+    }
+
+    /// Stops the capture (SIGINT: dumpcap writes out what it has) and reads its RTP packets.
+    fn stop(mut self) -> Vec<RtpPacket> {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        read_pcap(&self.path)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The RTP packets (version 2, over UDP over IPv4) in a pcap file of `lo`.
+fn read_pcap(path: &Path) -> Vec<RtpPacket> {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert!(bytes.len() >= 24, "{}: no pcap header", path.display());
+    let le = match &bytes[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        other => panic!("{}: not a pcap file (magic {other:02x?})", path.display()),
+    };
+    let u32_at = |i: usize| {
+        let b = [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let link = u32_at(20);
+    let link_header = match link {
+        1 => 14,   // Ethernet (Linux `lo`)
+        113 => 16, // Linux cooked
+        276 => 20, // Linux cooked v2
+        0 => 4,    // BSD loopback
+        other => panic!("{}: link type {other} not handled", path.display()),
+    };
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let caplen = u32_at(at + 8) as usize;
+        let start = at + 16;
+        let end = (start + caplen).min(bytes.len());
+        at = start + caplen;
+        let frame = &bytes[start..end];
+        let Some(ip) = frame.get(link_header..) else {
+            continue;
+        };
+        if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 {
+            continue;
+        }
+        let ihl = usize::from(ip[0] & 0x0F) * 4;
+        let dst_ip = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let Some(udp) = ip.get(ihl..) else {
+            continue;
+        };
+        if udp.len() < 8 {
+            continue;
+        }
+        let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+        let rtp = &udp[8..];
+        if rtp.len() < 12 || rtp[0] >> 6 != 2 || (200..=204).contains(&rtp[1]) {
+            continue; // not RTP, or RTCP
+        }
+        let cc = usize::from(rtp[0] & 0x0F);
+        let mut head = 12 + 4 * cc;
+        if rtp[0] & 0x10 != 0 {
+            let Some(ext) = rtp.get(head..head + 4) else {
+                continue;
+            };
+            head += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        }
+        let mut tail = rtp.len();
+        if rtp[0] & 0x20 != 0 {
+            tail = tail.saturating_sub(usize::from(rtp[rtp.len() - 1]));
+        }
+        if head > tail {
+            continue;
+        }
+        out.push(RtpPacket {
+            dst: (dst_ip, dst_port),
+            pt: rtp[1] & 0x7F,
+            payload: rtp[head..tail].to_vec(),
+        });
+    }
+    out
+}
+
+/// The audio of PCMU packets, in capture order.
+fn pcmu_audio<'a>(packets: impl IntoIterator<Item = &'a RtpPacket>) -> Vec<i16> {
+    packets
+        .into_iter()
+        .filter(|p| p.pt == 0)
+        .flat_map(|p| p.payload.iter().map(|&b| unulaw(b)))
+        .collect()
+}
+
+// ---- baresip ----
+
+/// baresip as an operator: auto-answer, sends a long 660 Hz tone, records what it receives,
+/// and takes commands on its `ctrl_tcp` port, whose events are collected here.
+struct Baresip {
+    process: Background,
+    ctrl: TcpStream,
+    events: Arc<(Mutex<Vec<Value>>, Condvar)>,
+    rec: PathBuf,
+}
+
+impl Baresip {
+    fn start(h: &Homeline, user: &str) -> Baresip {
+        require("baresip", "baresip-core");
+        let conf = h.dir.join(format!("baresip-{user}"));
+        let rec = conf.join("rec");
+        std::fs::create_dir_all(&rec)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", rec.display()));
+        // Longer than any call: baresip hangs up when its source file ends.
+        let source = conf.join("tone660_s16.wav");
+        write(&source, wav_s16(&tone(OPERATOR_HZ, 60.0, 0.5)));
+        let (rtp_min, rtp_max) = sip_harness::rtp_range();
+        let ctrl_addr = format!("{AGENT_IP}:{}", free_tcp_port(AGENT_IP));
+        let values = [
+            ("AGENT_IP", AGENT_IP.to_string()),
+            ("SIP_PORT", free_udp_block(AGENT_IP, 1).to_string()),
+            ("RTP_PORT_MIN", rtp_min.to_string()),
+            ("RTP_PORT_MAX", rtp_max.to_string()),
+            ("SOURCE_WAV", source.to_string_lossy().into_owned()),
+            ("CTRL_ADDR", ctrl_addr.clone()),
+            ("REC_DIR", rec.to_string_lossy().into_owned()),
+            ("USER", user.to_string()),
+            ("REGISTRAR", h.addr()),
+            ("PASSWORD", PASSWORD.to_string()),
+        ];
+        for (template, file) in [("config.in", "config"), ("accounts.in", "accounts")] {
+            let path = calls_dir().join("baresip").join(template);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            write(&conf.join(file), fill(&text, &values));
+        }
+        write(&conf.join("contacts"), "");
+        let mut cmd = Command::new("baresip");
+        cmd.arg("-f").arg(&conf).env("HOME", &h.dir);
+        let mut process = Background::start(
+            "baresip",
+            cmd,
+            h.dir.join(format!("baresip-{user}.out")),
+            false,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let ctrl = loop {
+            match TcpStream::connect(&ctrl_addr) {
+                Ok(s) => break s,
+                Err(e) => {
+                    if Instant::now() >= deadline || process.exited().is_some() {
+                        panic!(
+                            "cannot reach baresip's ctrl_tcp on {ctrl_addr}: {e}\n{}",
+                            process.report()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let events: Arc<(Mutex<Vec<Value>>, Condvar)> = Arc::default();
+        let reader = ctrl.try_clone().expect("ctrl_tcp socket clone");
+        let sink = events.clone();
+        std::thread::spawn(move || read_netstrings(reader, &sink));
+        Baresip {
+            process,
+            ctrl,
+            events,
+            rec,
+        }
+    }
+
+    /// Sends a ctrl_tcp command.
+    fn command(&mut self, command: &str) {
+        let msg = serde_json::json!({ "command": command, "token": command }).to_string();
+        let frame = format!("{}:{msg},", msg.len());
+        self.ctrl
+            .write_all(frame.as_bytes())
+            .unwrap_or_else(|e| panic!("cannot send `{command}` to baresip: {e}"));
+    }
+
+    /// Waits for the `n`th (from 1) event of `kind` (`CALL_ESTABLISHED`, `CALL_CLOSED`, ...).
+    fn wait_event(&self, kind: &str, n: usize, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        let (list, changed) = &*self.events;
+        let mut guard = list.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let found: Vec<&Value> = guard
+                .iter()
+                .filter(|e| e.get("type").and_then(Value::as_str) == Some(kind))
+                .collect();
+            if found.len() >= n {
+                return Some(found[n - 1].clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            guard = changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Every event and response so far.
+    fn events(&self) -> Vec<Value> {
+        self.events
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The recordings of what baresip received (`*-dec.wav`), oldest first.
+    fn received(&self) -> Vec<PathBuf> {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.rec)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().ends_with("dec.wav"))
+                    .map(|p| {
+                        let t = std::fs::metadata(&p)
+                            .and_then(|m| m.created().or_else(|_| m.modified()))
+                            .unwrap_or(std::time::UNIX_EPOCH);
+                        (t, p)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.into_iter().map(|(_, p)| p).collect()
+    }
+
+    fn report(&mut self) -> String {
+        let events: Vec<String> = self.events().iter().map(Value::to_string).collect();
+        format!(
+            "{}\nbaresip ctrl_tcp events:\n  {}\nrecordings in {}",
+            self.process.report(),
+            events.join("\n  "),
+            self.rec.display()
+        )
+    }
+}
+
+/// Reads netstring-framed JSON from baresip's ctrl_tcp into `sink` until the connection ends.
+fn read_netstrings(mut stream: TcpStream, sink: &(Mutex<Vec<Value>>, Condvar)) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(colon) = buf.iter().position(|&b| b == b':') {
+            let Some(len) = std::str::from_utf8(&buf[..colon])
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+            else {
+                return;
+            };
+            if buf.len() < colon + 1 + len + 1 {
+                break;
+            }
+            let body = &buf[colon + 1..colon + 1 + len];
+            if let Ok(v) = serde_json::from_slice::<Value>(body) {
+                let (list, changed) = sink;
+                list.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                changed.notify_all();
+            }
+            buf.drain(..colon + 1 + len + 1);
+        }
+    }
+}
+
+// ---- relay reports ----
+
+/// Packets received and lost on one leg, from a `call media ended` line's relay report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LegMedia {
+    packets: u64,
+    lost: u64,
+    forwarded: u64,
+}
+
+/// Where homeline sent the PBX leg's (`a`) and the operator leg's (`b`) RTP: the
+/// `remote_rtp` addresses of a relay report (its Debug text).
+fn relay_remotes(report: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let remote = |text: &str| -> Option<SocketAddr> {
+        let at = text.find("remote_rtp: Some(")? + "remote_rtp: Some(".len();
+        let end = text[at..].find(')')? + at;
+        text[at..end].parse().ok()
+    };
+    match (report.find("a: LegReport"), report.find("b: LegReport")) {
+        (Some(a), Some(b)) => (remote(&report[a..b]), remote(&report[b..])),
+        _ => (None, None),
+    }
+}
+
+/// The PBX leg (`a`) and the operator leg (`b`) of a relay report (its Debug text).
+fn relay_legs(report: &str) -> Option<(LegMedia, LegMedia)> {
+    let number = |text: &str, key: &str| -> Option<u64> {
+        let at = text.find(&format!("{key}: "))? + key.len() + 2;
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    let leg = |text: &str| -> Option<LegMedia> {
+        Some(LegMedia {
+            packets: number(text, "packets")?,
+            lost: number(text, "lost")?,
+            forwarded: number(text, "forwarded")?,
+        })
+    };
+    let b_at = report.find("b: LegReport")?;
+    let a_at = report.find("a: LegReport")?;
+    Some((leg(&report[a_at..b_at])?, leg(&report[b_at..])?))
+}
+
+// ---- tests ----
+
+/// Issue 4, test 1: a PBX call answered by a baresip operator, audio checked both ways; the
+/// PBX hangs up the first call, the operator the second.
+#[test]
+fn a_call_is_answered_by_baresip_with_audio_both_ways_and_either_side_hangs_up() {
+    let _serial = serial();
+    let mut h = start("call_baresip", Queue::default());
+    let mut alice = Baresip::start(&h, "alice");
+    h.expect_event(0, WAIT, "registered", &[("user", "alice")]);
+    expect_available(&mut h, 0, &["alice"]);
+
+    // Call 1: the PBX talks for 4 s, then hangs up.
+    let capture = Capture::start(&h, "call1");
+    let from = h.logs.len();
+    pbx(&h, "pbx_talk.xml").arg("-d").arg("4000").run(&mut h);
+    if alice.wait_event("CALL_CLOSED", 1, WAIT).is_none() {
+        panic!(
+            "baresip saw no CALL_CLOSED after the PBX hung up\n{}\n{}",
+            alice.report(),
+            h.report()
+        );
+    }
+    let packets = capture.stop();
+    let line = h
+        .logs
+        .wait_for(from, WAIT, |l| {
+            l.is("call outcome", &[("queue", "support")])
+        })
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| panic!("no call outcome for call 1\n{}", h.report()));
+    assert!(
+        outcome(&line).starts_with("Answered"),
+        "call 1's outcome: {}\n{}",
+        line.raw,
+        h.report()
+    );
+    let media = h
+        .logs
+        .wait_for(from, WAIT, |l| l.is("call media ended", &[]))
+        .map(|(_, l)| l.field("media").unwrap_or_default())
+        .unwrap_or_else(|| panic!("no \"call media ended\" for call 1\n{}", h.report()));
+    // Where homeline sent each leg's media (the PBX's and baresip's RTP sockets; baresip's
+    // sends from 127.0.0.1, whatever its SDP says).
+    let (to_pbx_addr, to_operator_addr) = relay_remotes(&media);
+    let sent_to =
+        |p: &RtpPacket, to: Option<SocketAddr>| to.is_some_and(|a| a == SocketAddr::from(p.dst));
+
+    // What the operator heard: baresip's recording, and what homeline sent it.
+    let to_operator: Vec<&RtpPacket> = packets
+        .iter()
+        .filter(|p| sent_to(p, to_operator_addr))
+        .collect();
+    let first_to_operator = packets.iter().position(|p| sent_to(p, to_operator_addr));
+    let to_pbx: Vec<&RtpPacket> = packets.iter().filter(|p| sent_to(p, to_pbx_addr)).collect();
+    // Bridged: what the PBX got once homeline sent anything to the operator.
+    let bridged_to_pbx: Vec<&RtpPacket> = match first_to_operator {
+        Some(i) => packets[i..]
+            .iter()
+            .filter(|p| sent_to(p, to_pbx_addr))
+            .collect(),
+        None => Vec::new(),
+    };
+    let sent_operator = pcmu_audio(to_operator.iter().copied());
+    let heard_pbx = pcmu_audio(bridged_to_pbx.iter().copied());
+    let recordings = alice.received();
+    let recording = recordings
+        .first()
+        .unwrap_or_else(|| panic!("baresip recorded nothing\n{}", alice.report()));
+    let (rate, recorded) = read_wav(recording);
+    let summary = format!(
+        "capture: {} RTP packets from homeline, {} to the operator ({}), {} to the PBX, {} of \
+         them once bridged ({}); baresip's recording {}: {}",
+        packets.len(),
+        to_operator.len(),
+        describe_audio(&sent_operator, 8000),
+        to_pbx.len(),
+        bridged_to_pbx.len(),
+        describe_audio(&heard_pbx, 8000),
+        recording.display(),
+        describe_audio(&recorded, rate),
+    );
+    eprintln!("{summary}");
+    assert!(
+        recorded.len() as f64 >= 2.0 * f64::from(rate)
+            && tone_share(&recorded, rate, PBX_HZ) >= TONE_SHARE,
+        "the operator did not hear the PBX's {PBX_HZ} Hz: {summary}\n{}\n{}",
+        alice.report(),
+        h.report()
+    );
+    assert!(
+        to_operator.len() >= 100 && tone_share(&sent_operator, 8000, PBX_HZ) >= TONE_SHARE,
+        "homeline did not send the PBX's {PBX_HZ} Hz to the operator: {summary}\n{}",
+        h.report()
+    );
+    assert!(
+        bridged_to_pbx.len() >= 100 && tone_share(&heard_pbx, 8000, OPERATOR_HZ) >= TONE_SHARE,
+        "the PBX did not hear the operator's {OPERATOR_HZ} Hz: {summary}\n{}",
+        h.report()
+    );
+
+    // Call 2: the operator hangs up first; the PBX gets a BYE.
+    expect_available(&mut h, from, &["alice"]);
+    let from = h.logs.len();
+    let pbx2 = pbx(&h, "pbx_hungup.xml").start(1);
+    if alice.wait_event("CALL_ESTABLISHED", 2, WAIT).is_none() {
+        panic!(
+            "baresip did not answer call 2\n{}\n{}",
+            alice.report(),
+            pbx2.report(&mut h)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    alice.command("hangup");
+    pbx2.wait(&mut h);
+    assert!(
+        alice.wait_event("CALL_CLOSED", 2, WAIT).is_some(),
+        "baresip saw no CALL_CLOSED for call 2\n{}",
+        alice.report()
+    );
+    let line = h
+        .logs
+        .wait_for(from, WAIT, |l| {
+            l.is("call outcome", &[("queue", "support")])
+        })
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| panic!("no call outcome for call 2\n{}", h.report()));
+    assert!(
+        outcome(&line).starts_with("Answered"),
+        "call 2's outcome: {}\n{}",
+        line.raw,
+        h.report()
+    );
+    h.expect_event(from, WAIT, "call media ended", &[]);
+}
+
+/// The operators' SIPp and a description of what it saw, for failure messages.
+fn trace_report(ops: &RunningSipp, h: &mut Homeline) -> String {
+    format!("{}\n{}", ops.describe(), ops.report(h))
+}
+
+/// Fails unless the out-of-call scenario of the operators' SIPp ran without an error (SIPp's
+/// exit status counts only the REGISTER calls).
+#[track_caller]
+fn expect_no_sipp_errors(ops: &RunningSipp, h: &mut Homeline) {
+    let errors = ops.errors();
+    let failed = [
+        "Abort",
+        "nexpected",
+        "ailed",
+        "imeout",
+        "etransmission",
+        "Discard",
+    ]
+    .iter()
+    .any(|w| errors.contains(w));
+    if failed {
+        panic!(
+            "{}: errors in SIPp's error log\n{}",
+            ops.describe(),
+            trace_report(ops, h)
+        );
+    }
+}
+
+/// Issue 4, test 2: two operators, two simultaneous calls: each operator gets exactly one.
+#[test]
+fn two_simultaneous_calls_go_one_to_each_of_two_operators() {
+    let _serial = serial();
+    let mut h = start("two_operators", Queue::default());
+    let stay = Duration::from_secs(15);
+    let alice = operator(&h, "alice", "operator_answer.xml", stay);
+    let bob = operator(&h, "bob", "operator_answer.xml", stay);
+    expect_available(&mut h, 0, &["alice", "bob"]);
+    let from = h.logs.len();
+    pbx(&h, "pbx_talk.xml")
+        .arg("-d")
+        .arg("3000")
+        .arg("-r")
+        .arg("50")
+        .arg("-l")
+        .arg("2")
+        .start(2)
+        .wait(&mut h);
+    let lines = expect_outcomes(&mut h, 2, WAIT);
+    let mut agents: Vec<String> = lines.iter().map(outcome).collect();
+    agents.sort();
+    assert_eq!(
+        agents,
+        [
+            "Answered { agent: AgentId(0) }",
+            "Answered { agent: AgentId(1) }"
+        ],
+        "each operator should have answered one call\n{}",
+        h.report()
+    );
+    for (who, ops) in [("alice", &alice), ("bob", &bob)] {
+        let on_call = h
+            .logs
+            .matching(|l| l.is("operator state", &[("agent", who), ("state", "on_call")]))
+            .len();
+        let invites = count_lines(&ops.messages(), "INVITE sip:");
+        assert!(
+            on_call == 1 && invites == 1,
+            "{who}: {on_call} on_call states, {invites} INVITEs; expected one each\n{}",
+            trace_report(ops, &mut h)
+        );
+        expect_in_order(
+            who,
+            &ops.messages(),
+            &[
+                "INVITE sip:desk@",
+                "SIP/2.0 200 OK",
+                "ACK sip:",
+                "BYE sip:",
+                "SIP/2.0 200 OK",
+            ],
+            || trace_report(ops, &mut h),
+        );
+        expect_no_sipp_errors(ops, &mut h);
+    }
+    let ended = h.logs.wait_until(WAIT, |lines| {
+        lines[from..]
+            .iter()
+            .filter(|l| l.is("call media ended", &[]))
+            .count()
+            >= 2
+    });
+    assert!(
+        ended,
+        "no \"call media ended\" for both calls\n{}",
+        h.report()
+    );
+}
+
+/// Issue 4, test 3: ring-no-answer. Operator A (alice, first in `linear` order) lets the call
+/// ring; after the 3 s ring timeout homeline cancels it, makes alice Not Ready and offers the
+/// call to B (bob), who answers.
+#[test]
+fn an_operator_who_does_not_answer_is_skipped_after_the_ring_timeout_and_made_not_ready() {
+    let _serial = serial();
+    let mut h = start(
+        "rona",
+        Queue {
+            strategy: "linear",
+            ring_timeout: "3s",
+            ..Queue::default()
+        },
+    );
+    let stay = Duration::from_secs(15);
+    let alice = operator(&h, "alice", "operator_ring_cancel.xml", stay);
+    let bob = operator(&h, "bob", "operator_answer.xml", stay);
+    expect_available(&mut h, 0, &["alice", "bob"]);
+    let from = h.logs.len();
+    let call = pbx(&h, "pbx_talk.xml").arg("-d").arg("6000").start(1);
+    let offered = |who: &'static str| {
+        move |l: &LogLine| l.is("operator state", &[("agent", who), ("state", "offered")])
+    };
+    let Some((_, alice_offered)) = h.logs.wait_for(from, WAIT, offered("alice")) else {
+        panic!("alice was never offered the call\n{}", h.report());
+    };
+    let Some((_, bob_offered)) = h.logs.wait_for(from, WAIT, offered("bob")) else {
+        panic!("bob was never offered the call\n{}", h.report());
+    };
+    let after = logged_at(&bob_offered) - logged_at(&alice_offered);
+    eprintln!("bob was offered the call {after:.3} s after alice");
+    assert!(
+        (2.9..=4.0).contains(&after),
+        "bob was offered the call {after:.3} s after alice, expected about 3 s (ring_timeout)\n{}",
+        h.report()
+    );
+    h.expect_event(
+        from,
+        WAIT,
+        "operator state",
+        &[("agent", "alice"), ("state", "not_ready")],
+    );
+    h.expect_event(
+        from,
+        WAIT,
+        "operator state",
+        &[("agent", "bob"), ("state", "on_call")],
+    );
+    call.wait(&mut h);
+    let lines = expect_outcomes(&mut h, 1, WAIT);
+    assert_eq!(
+        outcome(&lines[0]),
+        "Answered { agent: AgentId(1) }",
+        "bob should have answered\n{}",
+        h.report()
+    );
+    expect_in_order(
+        "alice",
+        &alice.messages(),
+        &[
+            "INVITE sip:desk@",
+            "SIP/2.0 180",
+            "CANCEL sip:",
+            "SIP/2.0 487",
+            "ACK sip:",
+        ],
+        || trace_report(&alice, &mut h),
+    );
+    expect_no_sipp_errors(&alice, &mut h);
+    let invites = count_lines(&alice.messages(), "INVITE sip:");
+    assert_eq!(invites, 1, "alice (Not Ready) was called again");
+    expect_in_order(
+        "bob",
+        &bob.messages(),
+        &["INVITE sip:desk@", "SIP/2.0 200 OK", "ACK sip:", "BYE sip:"],
+        || trace_report(&bob, &mut h),
+    );
+    expect_no_sipp_errors(&bob, &mut h);
+}
+
+/// Issue 4, test 4a: the caller hangs up while queued (no operator at all): `Abandoned`; the
+/// caller heard music on hold (440 Hz) meanwhile.
+#[test]
+fn a_caller_hanging_up_in_the_queue_is_abandoned_after_music_on_hold() {
+    let _serial = serial();
+    let mut h = start("abandoned_queued", Queue::default());
+    let capture = Capture::start(&h, "queued");
+    pbx(&h, "pbx_talk.xml").arg("-d").arg("2500").run(&mut h);
+    let lines = expect_outcomes(&mut h, 1, WAIT);
+    assert_eq!(outcome(&lines[0]), "Abandoned", "{}", h.report());
+    let media = h
+        .logs
+        .wait_for(0, WAIT, |l| l.is("call media ended", &[]))
+        .map(|(_, l)| l.field("media").unwrap_or_default())
+        .unwrap_or_else(|| panic!("no \"call media ended\"\n{}", h.report()));
+    let packets = capture.stop();
+    let (to_pbx_addr, _) = relay_remotes(&media);
+    let moh: Vec<&RtpPacket> = packets
+        .iter()
+        .filter(|p| to_pbx_addr.is_some_and(|a| a == SocketAddr::from(p.dst)))
+        .collect();
+    let audio = pcmu_audio(moh.iter().copied());
+    let heard = describe_audio(&audio, 8000);
+    eprintln!("music on hold: {} packets, {heard}", moh.len());
+    assert!(
+        moh.len() >= 50 && tone_share(&audio, 8000, MOH_HZ) >= TONE_SHARE,
+        "the caller did not hear {MOH_HZ} Hz music on hold: {} packets to the PBX ({to_pbx_addr:?}), \
+         {heard}; relay report: {media}\n{}",
+        moh.len(),
+        h.report()
+    );
+}
+
+/// Issue 4, test 4b: the caller hangs up while an operator's phone rings: homeline CANCELs
+/// the operator's INVITE (200 to the CANCEL, 487 to the INVITE, ACK), the call is `Abandoned`,
+/// and the operator, who missed nothing, is Available again.
+#[test]
+fn a_caller_hanging_up_while_an_operator_rings_cancels_the_operator() {
+    let _serial = serial();
+    let mut h = start("abandoned_ringing", Queue::default());
+    let alice = operator(
+        &h,
+        "alice",
+        "operator_ring_cancel.xml",
+        Duration::from_secs(12),
+    );
+    expect_available(&mut h, 0, &["alice"]);
+    let from = h.logs.len();
+    pbx(&h, "pbx_talk.xml").arg("-d").arg("2000").run(&mut h);
+    let lines = expect_outcomes(&mut h, 1, WAIT);
+    assert_eq!(outcome(&lines[0]), "Abandoned", "{}", h.report());
+    // The CANCEL's transaction completes with the operator's 487 and homeline's ACK.
+    let deadline = Instant::now() + WAIT;
+    while !alice.messages().contains("ACK sip:") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    expect_in_order(
+        "alice",
+        &alice.messages(),
+        &[
+            "INVITE sip:desk@",
+            "SIP/2.0 180",
+            "CANCEL sip:",
+            "SIP/2.0 200",
+            "SIP/2.0 487",
+            "ACK sip:",
+        ],
+        || trace_report(&alice, &mut h),
+    );
+    expect_no_sipp_errors(&alice, &mut h);
+    let offered = h.expect_event(
+        from,
+        WAIT,
+        "operator state",
+        &[("agent", "alice"), ("state", "offered")],
+    );
+    h.expect_event(
+        offered + 1,
+        WAIT,
+        "operator state",
+        &[("agent", "alice"), ("state", "available")],
+    );
+}
+
+/// Issue 4, test 5: wrap-up. After a call, the operator gets no new INVITE until the queue's
+/// 3 s wrap-up is over; a call placed right after the first one ends waits for it.
+#[test]
+fn an_operator_gets_no_call_during_wrap_up() {
+    let _serial = serial();
+    let mut h = start(
+        "wrap_up",
+        Queue {
+            wrap_up: "3s",
+            agents: &["alice"],
+            ..Queue::default()
+        },
+    );
+    let alice = operator(&h, "alice", "operator_answer.xml", Duration::from_secs(16));
+    expect_available(&mut h, 0, &["alice"]);
+    let from = h.logs.len();
+    pbx(&h, "pbx_talk.xml").arg("-d").arg("1500").run(&mut h);
+    // Answered at once (music on hold), it stays on the line through the wrap-up.
+    let second = pbx(&h, "pbx_talk.xml").arg("-d").arg("6000").start(1);
+    let state = |s: &'static str| {
+        move |l: &LogLine| l.is("operator state", &[("agent", "alice"), ("state", s)])
+    };
+    let Some((at, wrap_up)) = h.logs.wait_for(from, WAIT, state("wrap_up")) else {
+        panic!("alice never went into wrap-up\n{}", h.report());
+    };
+    let Some((_, offered)) = h.logs.wait_for(at, WAIT, state("offered")) else {
+        panic!("alice was not offered the second call\n{}", h.report());
+    };
+    // The second call arrived during the wrap-up, and waited.
+    let arrived = h
+        .logs
+        .lines()
+        .iter()
+        .skip(at)
+        .filter(|l| l.is("INVITE offered to the runtime", &[]))
+        .map(logged_at)
+        .next()
+        .unwrap_or_else(|| panic!("no second INVITE logged\n{}", h.report()));
+    let after = logged_at(&offered) - logged_at(&wrap_up);
+    eprintln!("alice was offered the second call {after:.3} s after her wrap-up began");
+    assert!(
+        arrived < logged_at(&wrap_up) + 2.0,
+        "the second call came in {:.3} s into the wrap-up: too late to test it",
+        arrived - logged_at(&wrap_up)
+    );
+    assert!(
+        (2.95..=4.0).contains(&after),
+        "alice was offered the second call {after:.3} s after her wrap-up began, expected 3 s\n{}",
+        h.report()
+    );
+    second.wait(&mut h);
+    let lines = expect_outcomes(&mut h, 2, WAIT);
+    assert!(
+        lines
+            .iter()
+            .all(|l| outcome(l) == "Answered { agent: AgentId(0) }"),
+        "{lines:#?}"
+    );
+    assert_eq!(count_lines(&alice.messages(), "INVITE sip:"), 2);
+    expect_no_sipp_errors(&alice, &mut h);
+}
+
+/// Issue 4, test 6: 50 simultaneous calls to 50 SIPp operators, all answered, RTP relayed both
+/// ways with no loss (the relay reports of `call media ended`).
+#[test]
+fn fifty_simultaneous_calls_are_all_answered_with_media_both_ways() {
+    const N: usize = 50;
+    let _serial = serial();
+    let names: Vec<String> = (1..=N).map(|i| format!("op{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut h = start(
+        "load",
+        Queue {
+            agents: &names,
+            rtp_ports: Some(4 * N as u16 + 40),
+            ..Queue::default()
+        },
+    );
+    let ops: Vec<RunningSipp> = names
+        .iter()
+        .map(|n| operator(&h, n, "operator_answer.xml", Duration::from_secs(18)))
+        .collect();
+    expect_available(&mut h, 0, &names);
+    let from = h.logs.len();
+    pbx(&h, "pbx_talk.xml")
+        .arg("-d")
+        .arg("4000")
+        .arg("-r")
+        .arg("40")
+        .arg("-l")
+        .arg(&N.to_string())
+        .start(N)
+        .wait(&mut h);
+    let lines = expect_outcomes(&mut h, N, WAIT);
+    let mut agents: Vec<String> = lines.iter().map(outcome).collect();
+    agents.sort();
+    agents.dedup();
+    assert!(
+        agents.len() == N && agents.iter().all(|a| a.starts_with("Answered")),
+        "expected {N} calls answered by {N} operators: {agents:#?}"
+    );
+    let ended = h.logs.wait_until(WAIT, |lines| {
+        lines[from..]
+            .iter()
+            .filter(|l| l.is("call media ended", &[]))
+            .count()
+            >= N
+    });
+    assert!(ended, "fewer than {N} \"call media ended\"\n{}", h.report());
+    let mut bad = Vec::new();
+    let mut received = (u64::MAX, 0, u64::MAX, 0);
+    for l in h.logs.matching(|l| l.is("call media ended", &[])) {
+        let media = l.field("media").unwrap_or_default();
+        if let Some((a, b)) = relay_legs(&media) {
+            received = (
+                received.0.min(a.packets),
+                received.1.max(a.packets),
+                received.2.min(b.packets),
+                received.3.max(b.packets),
+            );
+        }
+        match relay_legs(&media) {
+            Some((a, b))
+                if a.packets > 0
+                    && b.packets > 0
+                    && a.lost == 0
+                    && b.lost == 0
+                    && a.forwarded > 0
+                    && b.forwarded > 0 => {}
+            legs => bad.push(format!("call {:?}: {legs:?}", l.field("call"))),
+        }
+    }
+    eprintln!(
+        "{N} calls: homeline received {}-{} RTP packets per call from the PBX, {}-{} from the \
+         operator",
+        received.0, received.1, received.2, received.3
+    );
+    assert!(
+        bad.is_empty(),
+        "calls without media both ways, or with loss:\n  {}",
+        bad.join("\n  ")
+    );
+    for op in &ops {
+        assert_eq!(
+            count_lines(&op.messages(), "INVITE sip:"),
+            1,
+            "{}",
+            trace_report(op, &mut h)
+        );
+        expect_no_sipp_errors(op, &mut h);
+    }
+}
