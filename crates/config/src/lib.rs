@@ -33,6 +33,7 @@ mod agent;
 mod check;
 mod diagnostic;
 mod duration;
+mod features;
 mod model;
 mod queue;
 mod reader;
@@ -43,8 +44,8 @@ pub use agent::DEMO_PASSWORD;
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use duration::{InvalidDuration, format_duration, parse_duration};
 pub use model::{
-    Agent, AgentSecret, Answer, Config, Credentials, Defaults, DigestAlgorithm, Ha1, Host, Http,
-    Log, LogFormat, Media, Queue, Secret, Sip, Transport, Trunk,
+    Agent, AgentSecret, Answer, Config, Credentials, Defaults, DigestAlgorithm, Features, Ha1,
+    Host, Http, Log, LogFormat, Media, Queue, Secret, Sip, Transport, Trunk,
 };
 
 use homeline_routing::{AgentConfig, RouterConfig};
@@ -62,7 +63,7 @@ pub struct Loaded {
 }
 
 const ROOT_KEYS: &[&str] = &[
-    "sip", "http", "media", "log", "defaults", "trunk", "queue", "agent",
+    "sip", "http", "media", "log", "defaults", "features", "trunk", "queue", "agent",
 ];
 
 /// The key of TOML syntax errors.
@@ -76,6 +77,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("media", sections::MEDIA_KEYS),
     ("log", sections::LOG_KEYS),
     ("defaults", sections::DEFAULTS_KEYS),
+    ("features", features::FEATURES_KEYS),
     ("trunk", trunk::TRUNK_KEYS),
     ("queue", queue::QUEUE_KEYS),
     ("queue.overflow", queue::OVERFLOW_KEYS),
@@ -152,6 +154,8 @@ fn build(ctx: &mut Ctx, root: &Value<'_>) -> Option<Config> {
     let log = section(ctx, "log", sections::LOG_KEYS).map(|t| sections::log(ctx, &t));
     let defaults =
         section(ctx, "defaults", sections::DEFAULTS_KEYS).map(|t| sections::defaults(ctx, &t));
+    let features =
+        section(ctx, "features", features::FEATURES_KEYS).map(|t| features::features(ctx, &t));
 
     let mut all = |kind: &str| {
         let items: Vec<_> = root
@@ -192,6 +196,7 @@ fn build(ctx: &mut Ctx, root: &Value<'_>) -> Option<Config> {
         media: media?,
         log: log?,
         defaults: defaults?,
+        features: features?,
         trunks: trunks.into_iter().map(|t| t.trunk).collect(),
         queues: queues.into_iter().map(|q| q.queue).collect(),
         agents: agents.into_iter().map(|a| a.agent).collect(),

@@ -16,6 +16,7 @@ pub struct Config {
     pub media: Media,
     pub log: Log,
     pub defaults: Defaults,
+    pub features: Features,
     /// `[[trunk]]` tables, in file order.
     pub trunks: Vec<Trunk>,
     /// `[[queue]]` tables, in file order.
@@ -119,6 +120,28 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Defaults {
     pub ready_on_register: bool,
+}
+
+/// `[features]`: codes an operator dials from a softphone to change state; homeline answers
+/// with a short tone and hangs up. Each is 1-16 of `0-9`, `*`, `#`, all different.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Features {
+    /// Go Ready (`*1`).
+    pub ready: String,
+    /// Go Not Ready, reason "feature code" (`*2`).
+    pub not_ready: String,
+    /// Log out (`*3`).
+    pub logout: String,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            ready: "*1".into(),
+            not_ready: "*2".into(),
+            logout: "*3".into(),
+        }
+    }
 }
 
 /// A host: an IP address or a DNS name.

@@ -604,3 +604,48 @@ fn a_bad_expiry_bound_is_reported_once() {
     has(&d, 2, "sip.min_expires", "invalid duration `soon`");
     assert_eq!(d.len(), 1, "{d:?}");
 }
+
+#[test]
+fn feature_codes_default_and_are_checked() {
+    let c = match parse("", "t.toml") {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        (
+            c.features.ready.as_str(),
+            c.features.not_ready.as_str(),
+            c.features.logout.as_str()
+        ),
+        ("*1", "*2", "*3")
+    );
+    let c = match parse("[features]\nready = \"#71\"\nlogout = \"*99\"\n", "t.toml") {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.features.ready, "#71");
+    assert_eq!(c.features.not_ready, "*2");
+    assert_eq!(c.features.logout, "*99");
+
+    let d =
+        diags("[features]\nready = \"\"\nnot_ready = \"*2a\"\nlogout = \"*12345678901234567\"\n");
+    has(&d, 2, "features.ready", "must not be empty");
+    has(&d, 3, "features.not_ready", "not dialable");
+    has(&d, 4, "features.logout", "longer than 16");
+    let d = diags("[features]\nready = \"*5\"\nnot_ready = \"*5\"\n");
+    has(
+        &d,
+        3,
+        "features.not_ready",
+        "also the code of features.ready",
+    );
+    let d = diags("[features]\nready = \"*2\"\n");
+    has(
+        &d,
+        2,
+        "features.ready",
+        "also the code of features.not_ready (its default)",
+    );
+    let d = diags("[features]\nstate = \"*4\"\n");
+    assert!(d.iter().any(|l| l.contains("features.state")), "{d:?}");
+}

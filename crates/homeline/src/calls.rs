@@ -5,6 +5,7 @@
 use homeline_engine::routing::{AgentId, CallId, QueueId, SplitMix64, Time};
 use homeline_engine::{AnswerMode, Engine, Input, LegId, Output};
 use homeline_media::codec::Codec;
+use homeline_media::dtmf::{self, DtmfEvent};
 use homeline_media::relay::{
     self, Control, Leg, LegMedia, PortAllocator, RelayConfig, RelayHandle,
 };
@@ -131,6 +132,45 @@ impl Calls {
             EdgeEvent::LegRefused { leg, .. } => Input::AgentRefused { leg: LegId(leg.0) },
             EdgeEvent::LegUnreachable { leg } => Input::AgentUnreachable { leg: LegId(leg.0) },
             EdgeEvent::LegHungUp { leg } => Input::AgentHungUp { leg: LegId(leg.0) },
+            EdgeEvent::LegDtmf {
+                leg,
+                digit,
+                duration_ms,
+            } => {
+                if let Some(&call) = self.legs.get(&LegId(leg.0)) {
+                    self.send_dtmf(call, Leg::A, digit, duration_ms).await;
+                }
+                return;
+            }
+            EdgeEvent::PbxDtmf {
+                call,
+                digit,
+                duration_ms,
+            } => {
+                self.send_dtmf(CallId(call.0), Leg::B, digit, duration_ms)
+                    .await;
+                return;
+            }
+            EdgeEvent::FeatureCode {
+                call,
+                user,
+                feature,
+                offer,
+            } => {
+                self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                crate::features::confirm(
+                    &self.edge,
+                    &self.ports,
+                    self.seed,
+                    call,
+                    offer.as_deref(),
+                )
+                .await;
+                let Some(agent) = self.agent(&user) else {
+                    return;
+                };
+                crate::features::request(agent, feature)
+            }
             EdgeEvent::Registered { user } => {
                 let Some(agent) = self.agent(&user) else {
                     return;
@@ -226,6 +266,31 @@ impl Calls {
             priority: 0,
             answer,
         })
+    }
+
+    /// A digit received as SIP INFO from one side: the relay sends it to leg `to` as RFC 4733
+    /// events, if that leg negotiated telephone-event (the operator's leg is checked by the
+    /// relay, which counts what it drops).
+    async fn send_dtmf(&self, call: CallId, to: Leg, digit: char, duration_ms: Option<u32>) {
+        let Some(m) = self.media.get(&call) else {
+            return;
+        };
+        let Some(event) = DtmfEvent::from_digit(digit) else {
+            return;
+        };
+        if to == Leg::A && m.negotiated.payloads.telephone_event_pt.is_none() {
+            info!(
+                call = call.0,
+                "DTMF from the operator dropped: the PBX did not negotiate telephone-event"
+            );
+            return;
+        }
+        let duration_ms = duration_ms.unwrap_or(dtmf::DEFAULT_DURATION_MS);
+        debug!(call = call.0, ?to, %event, duration_ms, "DTMF by SIP INFO sent as RFC 4733");
+        let _ = m
+            .relay
+            .send(Control::SendDtmf(to, event, duration_ms))
+            .await;
     }
 
     /// The operator's SDP answer: tell the relay where the operator's media goes.

@@ -8,6 +8,7 @@
 //! line).
 
 mod calls;
+mod features;
 mod logging;
 mod run;
 

@@ -222,6 +222,11 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
                 routes: t.routes.clone(),
             })
             .collect(),
+        features: homeline_sip::FeatureCodes {
+            ready: cfg.features.ready.clone(),
+            not_ready: cfg.features.not_ready.clone(),
+            logout: cfg.features.logout.clone(),
+        },
     }
 }
 

@@ -77,6 +77,8 @@ struct Queue<'a> {
     ring_timeout: &'a str,
     wrap_up: &'a str,
     agents: &'a [&'a str],
+    /// The operators' `ready_on_register`.
+    ready_on_register: bool,
 }
 
 impl Default for Queue<'_> {
@@ -87,6 +89,7 @@ impl Default for Queue<'_> {
             ring_timeout: "15s",
             wrap_up: "0s",
             agents: &["alice", "bob"],
+            ready_on_register: true,
         }
     }
 }
@@ -100,7 +103,9 @@ fn start(name: &str, queue: Queue<'_>) -> Homeline {
         .iter()
         .map(|a| {
             format!(
-                "[[agent]]\nname = \"{a}\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\n"
+                "[[agent]]\nname = \"{a}\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
+                 ready_on_register = {}\n\n",
+                queue.ready_on_register
             )
         })
         .collect();
@@ -1322,4 +1327,79 @@ fn fifty_simultaneous_calls_are_all_answered_with_media_both_ways() {
         );
         expect_no_sipp_errors(op, &mut h);
     }
+}
+
+/// Operator `user` (registered from 127.0.0.2) dialling `code` from another SIPp there:
+/// digest challenge, 200, homeline's BYE.
+fn dial_feature(h: &mut Homeline, user: &str, code: &str) {
+    h.sipp_in(&sipp_dir(), "operator_feature.xml")
+        .source_ip(AGENT_IP)
+        .service(code)
+        .auth(user, PASSWORD)
+        .arg("-key")
+        .arg("user")
+        .arg(user)
+        .run(h);
+}
+
+#[test]
+fn feature_codes_from_the_softphone_change_the_operator_state() {
+    let _serial = serial();
+    let mut h = start(
+        "feature_codes",
+        Queue {
+            agents: &["alice"],
+            ready_on_register: false,
+            ..Queue::default()
+        },
+    );
+    let alice = operator(&h, "alice", "operator_answer.xml", Duration::from_secs(30));
+    let state = |s: &'static str| [("agent", "alice"), ("state", s)];
+    h.expect_event(0, WAIT, "operator state", &state("not_ready"));
+    // A call while alice is Not Ready waits in the queue, with music on hold.
+    let call = pbx(&h, "pbx_talk.xml").arg("-d").arg("6000").start(1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        count_lines(&alice.messages(), "INVITE sip:"),
+        0,
+        "alice is Not Ready: no call for her\n{}",
+        trace_report(&alice, &mut h)
+    );
+
+    let from = h.logs.len();
+    dial_feature(&mut h, "alice", "*1");
+    h.expect_event(from, WAIT, "operator state", &state("available"));
+    let confirmed = h.expect_event(from, WAIT, "feature code confirmed", &[]);
+    let tone_packets = h.logs.matching(|l| l.is("feature code confirmed", &[]))[0]
+        .field("tone_packets")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or_default();
+    assert!(
+        tone_packets >= 15,
+        "the confirmation tone: {tone_packets} packets (line {confirmed}); {}",
+        h.report()
+    );
+    // Ready: the waiting call is offered to alice, who answers.
+    h.expect_event(from, WAIT, "operator state", &state("on_call"));
+    call.wait(&mut h);
+    let lines = expect_outcomes(&mut h, 1, WAIT);
+    assert_eq!(outcome(&lines[0]), "Answered { agent: AgentId(0) }");
+    h.expect_event(from, WAIT, "operator state", &state("available"));
+
+    let from = h.logs.len();
+    dial_feature(&mut h, "alice", "*2");
+    h.expect_event(from, WAIT, "operator state", &state("not_ready"));
+    let from = h.logs.len();
+    dial_feature(&mut h, "alice", "*3");
+    h.expect_event(from, WAIT, "operator state", &state("logged_out"));
+    // Anything else an operator dials is not served (yet).
+    h.sipp_in(&sipp_dir(), "operator_not_found.xml")
+        .source_ip(AGENT_IP)
+        .service("5555")
+        .auth("alice", PASSWORD)
+        .arg("-key")
+        .arg("user")
+        .arg("alice")
+        .run(&mut h);
+    expect_no_sipp_errors(&alice, &mut h);
 }

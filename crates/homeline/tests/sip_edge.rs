@@ -185,11 +185,16 @@ fn an_expiry_below_min_expires_gets_423() {
 
 #[test]
 fn invites_are_checked_by_source_then_number() {
-    let mut h = Homeline::start("invite", Setup::default());
-    // The trunk `pbx` accepts 127.0.0.1 only.
+    // MD5 offered first: SIPp answers MD5 only.
+    let mut h = Homeline::start(
+        "invite",
+        Setup::default().sip("digest_algorithms", MD5_FIRST),
+    );
+    // The trunk `pbx` accepts 127.0.0.1 only: anyone else must authenticate as an operator.
     h.sipp("invite_forbidden.xml")
         .source_ip(STRANGER_IP)
         .service("8000")
+        .auth("pbx", "wrong")
         .run(&mut h);
     h.sipp("invite_not_found.xml")
         .source_ip(HOMELINE_IP)

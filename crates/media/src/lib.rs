@@ -2,8 +2,10 @@
 //!
 //! Owns what happens to a call's audio: SDP offer/answer for the RTP legs, the RTP relay between
 //! the PBX leg and the operator leg (symmetric RTP, payload-type mapping, RTCP), per-leg quality
-//! statistics, G.711 and the tones homeline plays (ring-back, a hold tone). Later also the
-//! WebRTC legs (str0m) and DTMF (SIP INFO ⇄ RFC 4733). It must not touch call state, routing or
+//! statistics, G.711, the tones homeline plays (ring-back, a hold tone) and DTMF: RFC 4733
+//! telephone events pass through the relay with their payload type mapped, and a digit the
+//! engine got as SIP INFO is sent as RFC 4733 events ([`dtmf`], [`Control::SendDtmf`]). Later
+//! also the WebRTC legs (str0m). It must not touch call state, routing or
 //! SIP: the engine decides, and tells a call's relay what to do through its bounded control
 //! channel; nothing here sits behind a lock shared with signalling on the packet path.
 //!
@@ -11,8 +13,9 @@
 //! - Pure, sans-IO, no tokio: [`sdp`] (parse, [`sdp::negotiate`], [`sdp::LocalSdp`]), [`rtp`]
 //!   (zero-allocation header view, payload-type rewrite, RTCP demultiplexing), [`stats`]
 //!   (RFC 3550 loss and jitter, E-model MOS), [`g711`] (μ-law/A-law tables), [`tone`]
-//!   (allocation-free tone frames, Goertzel), and [`relay::RelayCore`], the per-call relay
-//!   decisions. Time comes in as an argument; randomness as a seed.
+//!   (allocation-free tone frames, Goertzel), [`dtmf`] (RFC 4733 event packets), and
+//!   [`relay::RelayCore`], the per-call relay decisions. Time comes in as an argument;
+//!   randomness as a seed.
 //! - The thin tokio shell: [`relay::spawn`] runs one task per call that owns its core and its
 //!   four sockets; [`relay::PortAllocator`] leases RTP/RTCP port pairs.
 //!
@@ -30,6 +33,7 @@
 //! parsers). Tones clamp nonsense parameters instead of failing.
 
 pub mod codec;
+pub mod dtmf;
 pub mod g711;
 pub mod relay;
 pub mod rtp;
@@ -38,6 +42,7 @@ pub mod stats;
 pub mod tone;
 
 pub use codec::{Codec, Payloads};
+pub use dtmf::DtmfEvent;
 pub use relay::{
     Control, Leg, LegMedia, PortAllocator, RelayConfig, RelayHandle, RelayReport, spawn,
 };

@@ -6,6 +6,7 @@ use crate::agent;
 use crate::digest::{Algorithm, AuthError, Credentials, DigestAuthority, ha1};
 use crate::guard::{GuardedUdpSocket, Inspector};
 use crate::legs::{self, Calls, EdgeEvent, EventSink};
+use crate::operator_calls::{self, FeatureCodes};
 use crate::pbx::{self, Admission};
 use crate::registrar::{
     ContactSpec, Contacts, FlowId, Limits, RegisterError, RegisterRequest, Registrar, Transport,
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Methods homeline answers; the `Allow` header.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO";
 
 /// An operator's secret, as the registrar needs it.
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ pub struct EdgeSettings {
     pub max_message_size: usize,
     pub users: HashMap<String, UserSecret>,
     pub trunks: Vec<TrunkSpec>,
+    /// Codes operators dial to change state (see `operator_calls`).
+    pub features: FeatureCodes,
 }
 
 /// Why the edge could not start.
@@ -420,10 +423,10 @@ async fn handle(mut tx: Transaction, sh: Arc<Shared>) {
                 None => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
             },
             Method::Cancel => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+            Method::Info => crate::info::handle(&mut tx, &sh).await,
             Method::Subscribe
             | Method::Notify
             | Method::Message
-            | Method::Info
             | Method::Update
             | Method::PRack
             | Method::Refer
@@ -509,6 +512,16 @@ impl Shared {
         self.started.elapsed().as_secs()
     }
 
+    /// Checks an operator's digest credentials `header` on a request with `method`: the
+    /// user and the algorithm used.
+    pub(crate) fn verify_user(
+        &self,
+        method: &str,
+        header: Option<&str>,
+    ) -> Result<(String, Algorithm), AuthError> {
+        lock(&self.auth).verify(self.now_secs(), method, header, &self.users)
+    }
+
     fn challenge(&self, stale: bool) -> Vec<Header> {
         let salt = self
             .salt
@@ -522,7 +535,11 @@ impl Shared {
 }
 
 /// Replies to an authentication failure: challenge, stale challenge or `403`.
-async fn refuse(tx: &mut Transaction, sh: &Shared, err: AuthError) -> rsipstack::Result<()> {
+pub(crate) async fn refuse(
+    tx: &mut Transaction,
+    sh: &Shared,
+    err: AuthError,
+) -> rsipstack::Result<()> {
     match err {
         AuthError::Missing | AuthError::Malformed(_) => {
             tx.reply_with(StatusCode::Unauthorized, sh.challenge(false), None)
@@ -542,7 +559,7 @@ async fn refuse(tx: &mut Transaction, sh: &Shared, err: AuthError) -> rsipstack:
 async fn register(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
     let req = &tx.original;
     let header = req.authorization_header().map(|h| h.value().to_string());
-    let verified = lock(&sh.auth).verify(sh.now_secs(), "REGISTER", header.as_deref(), &sh.users);
+    let verified = sh.verify_user("REGISTER", header.as_deref());
     let (user, algorithm) = match verified {
         Ok(v) => v,
         Err(e) => return refuse(tx, sh, e).await,
@@ -681,18 +698,33 @@ async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<Option<u
     let Some((source, _, _)) = source_of(tx) else {
         return tx.reply(StatusCode::BadRequest).await.map(|()| None);
     };
+    let from_user = sipmsg::caller_user(&tx.original);
+    if operator_calls::from_a_binding(sh, &from_user, source) {
+        return operator_calls::invite(tx, sh, source).await;
+    }
     let trunk = match sh.trunks.identify(source.ip()) {
         Identity::Trunk(t) => t,
         Identity::Unknown => {
-            let total = SipStats::bump(&sh.stats.forbidden_source);
-            tracing::warn!(total, from = %source.ip(), "INVITE from no configured trunk");
-            return tx.reply(StatusCode::Forbidden).await.map(|()| None);
+            // Not a trunk: an operator's softphone, which must authenticate.
+            return operator_calls::invite(tx, sh, source).await;
         }
         Identity::NeedsDigest(candidates) => {
             let header = tx
                 .original
                 .authorization_header()
                 .map(|h| h.value().to_string());
+            let username = header
+                .as_deref()
+                .and_then(crate::digest::parse_credentials)
+                .map(|c| c.username);
+            if let Some(username) = username
+                && !candidates
+                    .iter()
+                    .any(|t| t.credentials.as_ref().is_some_and(|(u, _)| *u == username))
+            {
+                // Credentials of no candidate trunk: an operator's, maybe.
+                return operator_calls::invite(tx, sh, source).await;
+            }
             let creds = TrunkCreds {
                 realm: &sh.settings.domain,
                 trunks: &candidates,

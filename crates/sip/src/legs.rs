@@ -78,6 +78,31 @@ pub enum EdgeEvent {
     LegUnreachable { leg: LegRef },
     /// The operator hung up an answered leg (its BYE answered `200`).
     LegHungUp { leg: LegRef },
+    /// The operator's phone sent a DTMF digit as SIP INFO in the answered leg's dialog
+    /// (answered `200`): `digit` is `0`–`9`, `*`, `#` or `A`–`D`; `duration_ms` as the INFO
+    /// gave it (`application/dtmf-relay`), if it did.
+    LegDtmf {
+        leg: LegRef,
+        digit: char,
+        duration_ms: Option<u32>,
+    },
+    /// The PBX sent a DTMF digit as SIP INFO in the answered call's dialog; as `LegDtmf`.
+    PbxDtmf {
+        call: CallRef,
+        digit: char,
+        duration_ms: Option<u32>,
+    },
+    /// Operator `user` (authenticated by digest, registered) dialled the feature code of
+    /// `feature`; the INVITE is held like an `Inbound` one: answer it (`answer_pbx`, which
+    /// it acknowledges), play a short tone and hang up (`bye_pbx`), or refuse it
+    /// (`reject_pbx`). `PbxGone` tells if the operator hangs up first.
+    FeatureCode {
+        call: CallRef,
+        user: String,
+        feature: crate::Feature,
+        /// The SDP offer (the INVITE's body), if any.
+        offer: Option<Vec<u8>>,
+    },
     /// `user`'s first registration appeared.
     Registered { user: String },
     /// `user`'s last registration went (expired, removed, or its connection closed).
@@ -276,7 +301,7 @@ impl Calls {
 }
 
 /// The leg whose dialog `req` belongs to: same Call-ID, our tag in To, theirs in From.
-fn match_dialog(reg: &Registry, req: &Request) -> Option<Party> {
+pub(crate) fn match_dialog(reg: &Registry, req: &Request) -> Option<Party> {
     use rsipstack::sip::prelude::HeadersExt;
     let call_id = req.call_id_header().ok()?.value();
     let party = *reg.by_call_id.get(call_id)?;

@@ -17,6 +17,8 @@
 //! | [`EdgeEvent::Inbound`] (INVITE from a trunk, `100` sent, INVITE held) | `ring_pbx`, `answer_pbx(sdp)`, `reject_pbx(status, contact)` |
 //! | [`EdgeEvent::PbxGone`] (CANCEL answered `487`, or BYE answered `200`) | nothing more to the PBX |
 //! | `LegRinging`, `LegAnswered`, `LegRefused`, `LegUnreachable`, `LegHungUp` (after `invite_agent`) | `cancel_agent`, `bye_agent`, and the PBX side |
+//! | `LegDtmf`, `PbxDtmf` (SIP INFO `application/dtmf-relay` or `application/dtmf` in a confirmed dialog, answered `200`) | the digit to the other side as RFC 4733 |
+//! | [`EdgeEvent::FeatureCode`] (an operator's INVITE for a feature code, digest-checked, held) | `answer_pbx(sdp)`, then `bye_pbx`; or `reject_pbx` |
 //! | `Registered`, `Unregistered` | operator online / offline |
 //!
 //! The PBX leg (`pbx`) and the operator legs (`agent`) keep their own dialog state (tags,
@@ -35,7 +37,9 @@ mod agent;
 pub mod digest;
 mod edge;
 mod guard;
+mod info;
 mod legs;
+mod operator_calls;
 mod pbx;
 pub mod registrar;
 mod sipmsg;
@@ -44,3 +48,4 @@ pub mod trunks;
 
 pub use edge::{ALLOW, EdgeError, EdgeSettings, SipEdge, UserSecret};
 pub use legs::{CallRef, EVENTS_CAPACITY, EdgeEvent, LegRef};
+pub use operator_calls::{Feature, FeatureCodes};

@@ -80,36 +80,74 @@ pub(crate) async fn admit(
     sh: &Shared,
     what: Admission<'_>,
 ) -> rsipstack::Result<Option<u64>> {
-    let ua = &sh.settings.user_agent;
     if !sh.events.taken() {
         tracing::info!(
             trunk = what.trunk,
             queue = what.queue,
             "INVITE for a queue: no call runtime, 480"
         );
-        let resp = sipmsg::response(&tx.original, 480, &make_tag(), ua, None, None);
-        return tx.respond(resp).await.map(|()| None);
+        return refuse(tx, sh, 480).await;
     }
+    let Some(id) = hold(tx, sh) else {
+        return refuse(tx, sh, 400).await;
+    };
     let req = &tx.original;
-    let call_id = req.call_id_header().map(|c| c.value().to_string());
+    let sdp = (!req.body.is_empty()).then(|| req.body.clone());
+    let ev = EdgeEvent::Inbound {
+        call: CallRef(id),
+        trunk: what.trunk.to_string(),
+        queue: what.queue.to_string(),
+        number: what.number,
+        caller: sipmsg::caller_user(req),
+        offer: sdp,
+        source: what.source,
+    };
+    tracing::debug!(
+        call = id,
+        trunk = what.trunk,
+        queue = what.queue,
+        "INVITE offered to the runtime"
+    );
+    offer(tx, sh, id, ev).await
+}
+
+/// Answers an INVITE that is not held with a final `status`.
+pub(crate) async fn refuse(
+    tx: &mut Transaction,
+    sh: &Shared,
+    status: u16,
+) -> rsipstack::Result<Option<u64>> {
+    let resp = sipmsg::response(
+        &tx.original,
+        status,
+        &make_tag(),
+        &sh.settings.user_agent,
+        None,
+        None,
+    );
+    tx.respond(resp).await.map(|()| None)
+}
+
+/// Holds an INVITE's server transaction open as a call (its dialog state recorded, the
+/// registry knowing its Call-ID), named by the returned id; `None` when the INVITE lacks
+/// what a dialog needs. The runtime then answers it with [`answer`], [`reject`],
+/// [`hang_up`], and hears of its end as `PbxGone`.
+pub(crate) fn hold(tx: &Transaction, sh: &Shared) -> Option<u64> {
+    let req = &tx.original;
+    let call_id = req.call_id_header().ok()?.value().to_string();
     let (remote_tag, _) = sipmsg::tags(req);
-    let conn = tx.connection.clone();
+    let remote_tag = remote_tag?;
+    let conn = tx.connection.clone()?;
     let dest = tx
         .destination
         .clone()
-        .or_else(|| conn.as_ref().and_then(|c| c.get_remote_addr().cloned()));
-    let (Ok(call_id), Some(remote_tag), Some(conn), Some(dest)) = (call_id, remote_tag, conn, dest)
-    else {
-        let resp = sipmsg::response(req, 400, &make_tag(), ua, None, None);
-        return tx.respond(resp).await.map(|()| None);
-    };
+        .or_else(|| conn.get_remote_addr().cloned())?;
     let id = sh.calls.next_id();
-    let local_tag = make_tag().to_string();
     let call = PbxCall {
         call_id: call_id.clone(),
         phase: PbxPhase::Proceeding,
         invite: req.clone(),
-        local_tag: local_tag.clone(),
+        local_tag: make_tag().to_string(),
         remote_tag,
         contact: sipmsg::our_contact(conn.get_addr()),
         tu: tx.tu_sender.clone(),
@@ -119,37 +157,36 @@ pub(crate) async fn admit(
         local_sdp: Vec::new(),
         bye_pending: false,
     };
-    {
-        let mut reg = sh.calls.lock();
-        reg.pbx.insert(id, call);
-        reg.by_call_id.insert(call_id, Party::Pbx(id));
-    }
-    let offer = (!req.body.is_empty()).then(|| req.body.clone());
-    let ev = EdgeEvent::Inbound {
-        call: CallRef(id),
-        trunk: what.trunk.to_string(),
-        queue: what.queue.to_string(),
-        number: what.number,
-        caller: sipmsg::caller_user(req),
-        offer,
-        source: what.source,
-    };
+    let mut reg = sh.calls.lock();
+    reg.pbx.insert(id, call);
+    reg.by_call_id.insert(call_id, Party::Pbx(id));
+    Some(id)
+}
+
+/// Offers `ev` about the held call `id` to the runtime without waiting: `Some(id)` when it
+/// took it (drive the transaction with [`run`]); else the call is dropped, refused `503`
+/// and counted (`SipStats::overloaded`).
+pub(crate) async fn offer(
+    tx: &mut Transaction,
+    sh: &Shared,
+    id: u64,
+    ev: EdgeEvent,
+) -> rsipstack::Result<Option<u64>> {
     if sh.events.offer(ev) {
-        tracing::debug!(
-            call = id,
-            trunk = what.trunk,
-            queue = what.queue,
-            "INVITE offered to the runtime"
-        );
         return Ok(Some(id));
     }
-    sh.calls.lock().remove_pbx(id);
+    let local_tag = sh
+        .calls
+        .lock()
+        .remove_pbx(id)
+        .map(|c| c.local_tag)
+        .unwrap_or_default();
     let total = SipStats::bump(&sh.stats.overloaded);
     tracing::warn!(
         total,
-        trunk = what.trunk,
         "INVITE refused with 503: the runtime's event queue is full or closed"
     );
+    let ua = &sh.settings.user_agent;
     let resp = sipmsg::response(&tx.original, 503, &local_tag, ua, None, None);
     tx.respond(resp).await.map(|()| None)
 }

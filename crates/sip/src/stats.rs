@@ -9,7 +9,7 @@ pub struct SipStats {
     pub requests: AtomicU64,
     /// Messages that could not be handled: answered `400`/`501` when possible, else dropped.
     pub malformed: AtomicU64,
-    /// Requests from no configured trunk, refused `403`.
+    /// INVITEs from no configured trunk and no authenticated, registered operator: `403`.
     pub forbidden_source: AtomicU64,
     /// Digest failures (wrong password, unknown user, replay): `403`.
     pub auth_failures: AtomicU64,

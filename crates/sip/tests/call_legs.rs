@@ -119,6 +119,7 @@ fn settings(port: u16) -> EdgeSettings {
                 .into_iter()
                 .collect(),
         }],
+        features: homeline_sip::FeatureCodes::default(),
     }
 }
 

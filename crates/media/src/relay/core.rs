@@ -7,13 +7,17 @@
 //! byte, in place. It never reads a clock, allocates per packet, or locks.
 //!
 //! What each leg is sent, in order of precedence:
-//! 1. the leg's tone, while one plays to it (relayed packets for it are dropped);
+//! 1. the leg's tone, while one plays to it (relayed packets for it are dropped), and the DTMF
+//!    events the relay was asked to send it ([`RelayCore::send_dtmf`]; relayed packets for it are
+//!    dropped while an event is being sent);
 //! 2. nothing while the leg is held ([`RelayCore::hold`]: the remote does not want media);
 //! 3. the other leg's packets while bridged, with payload types mapped by codec;
 //! 4. nothing otherwise (not yet bridged: the caller is waiting for an operator).
 
+use super::dtmf_out::DtmfOut;
 use super::{Leg, LegMedia};
 use crate::codec::{Codec, Payloads};
+use crate::dtmf::{DtmfEvent, PACKET_LEN};
 use crate::rtp::{self, HeaderFields, RtpHeader};
 use crate::stats::{ReceiveStats, ReceiveSummary};
 use crate::tone::{FRAME_SAMPLES, Tone, ToneSpec};
@@ -72,6 +76,11 @@ pub struct LegCounters {
     pub rtcp_dropped: u64,
     /// Tone packets sent to this leg.
     pub tone_packets: u64,
+    /// RFC 4733 packets homeline generated for this leg ([`RelayCore::send_dtmf`]).
+    pub dtmf_packets: u64,
+    /// DTMF events for this leg dropped: it has no telephone-event payload type, or too many
+    /// were waiting.
+    pub dtmf_dropped: u64,
     /// Sends to this leg that failed (socket buffer full, unreachable, …).
     pub send_errors: u64,
 }
@@ -155,6 +164,7 @@ struct LegState {
     pt_in: [u8; 128],
     tone_ssrc: u32,
     tone_sequence: u16,
+    dtmf: DtmfOut,
 }
 
 impl LegState {
@@ -170,6 +180,12 @@ impl LegState {
             pt_in: [UNMAPPED; 128],
             tone_ssrc,
             tone_sequence,
+            // a stream of its own, told apart from the tones' by its SSRC
+            dtmf: DtmfOut::new(
+                !tone_ssrc,
+                tone_sequence.rotate_left(8),
+                tone_ssrc.rotate_left(16),
+            ),
         };
         leg.configure(media);
         leg
@@ -188,6 +204,9 @@ impl LegState {
                 t.tone = Tone::new(t.tone.spec(), payloads.codec);
             }
         }
+        if payloads.telephone_event_pt.is_none() {
+            self.counters.dtmf_dropped += self.dtmf.clear() as u64;
+        }
     }
 
     /// The leg's payload types, or PCMU on 0 (RFC 3551's default) before it is configured.
@@ -204,7 +223,7 @@ impl LegState {
 
     /// Whether relayed media may be sent to this leg now.
     fn accepts_relay(&self) -> bool {
-        !self.held && self.tone.is_none()
+        !self.held && self.tone.is_none() && !self.dtmf.sending()
     }
 
     fn report(&self) -> LegReport {
@@ -373,6 +392,53 @@ impl RelayCore {
         t.timestamp = t.timestamp.wrapping_add(FRAME_SAMPLES as u32);
         l.counters.tone_packets += 1;
         Some((len, dest))
+    }
+
+    /// Queues DTMF `event` lasting `duration_ms` (clamped to 40 ms..8 s) for `leg`, sent as
+    /// RFC 4733 packets with the leg's telephone-event payload type on a stream of the relay's
+    /// own, whether or not the legs are bridged; the driver then calls [`Self::poll_dtmf`] every
+    /// 20 ms. Returns `false`, and counts it dropped, when the leg has no telephone-event
+    /// payload type (the PBX did not negotiate it) or too many events are waiting.
+    pub fn send_dtmf(&mut self, leg: Leg, event: DtmfEvent, duration_ms: u32) -> bool {
+        let l = self.leg_mut(leg);
+        let queued = l.payloads().telephone_event_pt.is_some() && l.dtmf.push(event, duration_ms);
+        if !queued {
+            l.counters.dtmf_dropped += 1;
+        }
+        queued
+    }
+
+    /// Writes the next DTMF packet for `leg` into `out` (at least 16 bytes); returns its length
+    /// and destination, or `None` when there is nothing to send this tick or the leg has no
+    /// address (the event still advances, as time does).
+    pub fn poll_dtmf(&mut self, leg: Leg, out: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        let l = self.leg_mut(leg);
+        if !l.dtmf.pending() {
+            return None;
+        }
+        let Some(pt) = l.payloads().telephone_event_pt else {
+            l.counters.dtmf_dropped += l.dtmf.clear() as u64;
+            return None;
+        };
+        match l.rtp.addr {
+            Some(dest) if out.len() >= PACKET_LEN => {
+                let len = l.dtmf.poll(pt, out)?;
+                l.counters.dtmf_packets += 1;
+                Some((len, dest))
+            }
+            _ => {
+                l.dtmf.poll(pt, &mut [0u8; PACKET_LEN]);
+                None
+            }
+        }
+    }
+
+    /// Whether the driver's 20 ms timer is needed: a tone plays, or DTMF is being sent or
+    /// waits, on some leg.
+    pub fn timer_needed(&self) -> bool {
+        self.legs
+            .iter()
+            .any(|l| l.tone.is_some() || l.dtmf.pending())
     }
 
     /// Handles an RTP datagram received on `leg`'s RTP port at `now`. May rewrite its payload

@@ -299,3 +299,139 @@ fn stats_count_loss_and_jitter_per_leg() {
     assert_eq!((s.packets, s.expected, s.lost, s.jitter), (90, 100, 10, 0));
     assert!(s.mos > 3.0 && s.mos < 4.4, "{}", s.mos);
 }
+
+/// Every DTMF packet `core` sends `leg` until nothing is pending, tick by tick: `None` for a
+/// tick that sent nothing.
+fn dtmf_ticks(core: &mut RelayCore, leg: Leg) -> Vec<Option<(RtpHeader, [u8; 4])>> {
+    let mut ticks = Vec::new();
+    let mut buf = [0u8; 64];
+    while core.timer_needed() {
+        ticks.push(core.poll_dtmf(leg, &mut buf).map(|(len, _)| {
+            let h = RtpHeader::parse(&buf[..len]).expect("valid RTP");
+            let mut p = [0u8; 4];
+            p.copy_from_slice(h.payload(&buf[..len]));
+            (h, p)
+        }));
+        assert!(ticks.len() < 1000, "DTMF never ends");
+    }
+    ticks
+}
+
+#[test]
+fn dtmf_goes_to_a_leg_as_rfc_4733_with_its_payload_type_and_pauses_relayed_media() {
+    let now = Instant::now();
+    let mut core = RelayCore::new(Some(pbx()), Some(agent()), 7);
+    core.bridge();
+    let five = DtmfEvent::from_digit('5').expect("5");
+    let pound = DtmfEvent::from_digit('#').expect("#");
+    assert!(core.send_dtmf(Leg::A, five, 60));
+    assert!(core.send_dtmf(Leg::A, pound, 40));
+    assert!(core.timer_needed());
+    // the first tick sends the first packet; relayed media to A waits while the event lasts
+    let mut buf = [0u8; 64];
+    let (len, to) = core.poll_dtmf(Leg::A, &mut buf).expect("a first packet");
+    assert_eq!(to, addr("10.0.0.1:4000"));
+    let first = RtpHeader::parse(&buf[..len]).expect("valid RTP");
+    assert!(first.marker);
+    assert_eq!(first.payload_type, 101);
+    let mut p = packet(0, 9);
+    let from_agent = addr("10.0.0.2:5000");
+    assert_eq!(core.on_rtp(Leg::B, from_agent, &mut p, now), Verdict::Drop);
+    let ticks = dtmf_ticks(&mut core, Leg::A);
+    // 60 ms: 3 packets, the last twice more; 2 silent ticks; 40 ms: 2 packets, the last twice more
+    let shape: Vec<Option<(u8, bool, u16)>> = ticks
+        .iter()
+        .map(|t| t.map(|(_, p)| (p[0], p[1] & 0x80 != 0, u16::from_be_bytes([p[2], p[3]]))))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            Some((5, false, 320)),
+            Some((5, true, 480)),
+            Some((5, true, 480)),
+            Some((5, true, 480)),
+            None,
+            None,
+            Some((11, false, 160)),
+            Some((11, true, 320)),
+            Some((11, true, 320)),
+            Some((11, true, 320)),
+        ]
+    );
+    let sent: Vec<RtpHeader> = ticks.iter().flatten().map(|(h, _)| *h).collect();
+    for (i, h) in sent.iter().enumerate() {
+        assert_eq!(h.payload_type, 101);
+        assert_eq!(h.ssrc, first.ssrc);
+        assert_eq!(h.sequence, first.sequence.wrapping_add(1 + i as u16));
+        assert_eq!(
+            h.marker,
+            i == 4,
+            "only an event's first packet has the marker"
+        );
+    }
+    assert_eq!(sent[3].timestamp, first.timestamp);
+    assert!(
+        sent[4].timestamp.wrapping_sub(first.timestamp) >= 6 * 160,
+        "the second event starts after the first"
+    );
+    // the pause between events, and after the last, lets relayed media through again
+    assert_eq!(
+        core.on_rtp(Leg::B, from_agent, &mut p, now),
+        forward_to(Leg::A, "10.0.0.1:4000")
+    );
+    let counters = core.report().a.counters;
+    assert_eq!((counters.dtmf_packets, counters.dtmf_dropped), (9, 0));
+    // an operator leg that negotiated telephone-event on 96 gets 96
+    assert!(core.send_dtmf(Leg::B, five, 40));
+    let (len, _) = core.poll_dtmf(Leg::B, &mut buf).expect("a packet");
+    assert_eq!(buf[1] & 0x7F, 96);
+    assert_eq!(len, 16);
+    assert_ne!(
+        RtpHeader::parse(&buf[..len]).map(|h| h.ssrc),
+        Ok(first.ssrc)
+    );
+}
+
+#[test]
+fn dtmf_to_a_leg_without_telephone_event_is_dropped_and_counted() {
+    let no_events = media(
+        "10.0.0.1:4000",
+        Payloads {
+            codec: Codec::Pcmu,
+            codec_pt: 0,
+            telephone_event_pt: None,
+        },
+    );
+    let mut core = RelayCore::new(Some(no_events), None, 3);
+    let one = DtmfEvent::from_digit('1').expect("1");
+    assert!(!core.send_dtmf(Leg::A, one, 100));
+    assert!(!core.timer_needed());
+    // an unconfigured leg has no telephone-event either
+    assert!(!core.send_dtmf(Leg::B, one, 100));
+    assert_eq!(core.report().a.counters.dtmf_dropped, 1);
+    assert_eq!(core.report().b.counters.dtmf_dropped, 1);
+    // a re-INVITE that removes telephone-event drops what was waiting
+    let mut core = RelayCore::new(Some(pbx()), None, 3);
+    assert!(core.send_dtmf(Leg::A, one, 100));
+    assert!(core.send_dtmf(Leg::A, one, 100));
+    core.configure(Leg::A, no_events);
+    assert!(!core.timer_needed());
+    assert_eq!(core.report().a.counters.dtmf_dropped, 2);
+    // too many at once: the queue keeps 32
+    let mut core = RelayCore::new(Some(pbx()), None, 3);
+    let accepted = (0..40).filter(|_| core.send_dtmf(Leg::A, one, 40)).count();
+    assert_eq!(accepted, 32);
+    assert_eq!(core.report().a.counters.dtmf_dropped, 8);
+}
+
+#[test]
+fn dtmf_to_a_leg_with_no_address_yet_runs_without_sending() {
+    let mut unaddressed = pbx();
+    unaddressed.remote_rtp = None;
+    let mut core = RelayCore::new(Some(unaddressed), None, 5);
+    assert!(core.send_dtmf(Leg::A, DtmfEvent::from_digit('9').expect("9"), 40));
+    let ticks = dtmf_ticks(&mut core, Leg::A);
+    assert_eq!(ticks.len(), 4);
+    assert!(ticks.iter().all(Option::is_none));
+    assert_eq!(core.report().a.counters.dtmf_packets, 0);
+}

@@ -7,7 +7,7 @@
 //! loop {
 //!     select! {
 //!         control message      => apply it (Stop, or every sender gone: return the report)
-//!         20 ms tick, if a tone plays => core.poll_tone(leg) → send
+//!         20 ms tick, if a tone plays or DTMF is sent => core.poll_tone / poll_dtmf(leg) → send
 //!         a socket is readable => drain it (up to 64 datagrams): core.on_rtp / on_rtcp → send
 //!     }
 //! }
@@ -20,12 +20,14 @@
 //! first packet received on it, with the SDP address as the guess until then.
 
 mod core;
+mod dtmf_out;
 mod ports;
 
 pub use self::core::{LegCounters, LegReport, RelayCore, RelayReport, SocketKind, Verdict};
 pub use ports::{LegSockets, PortAllocator, PortError, PortLease};
 
 use crate::codec::Payloads;
+use crate::dtmf::DtmfEvent;
 use crate::rtp;
 use crate::sdp::Negotiated;
 use crate::tone::{FRAME_MS, ToneSpec};
@@ -110,6 +112,9 @@ pub enum Control {
     PlayTone(Leg, ToneSpec),
     /// Stop the tone to this leg.
     StopTone(Leg),
+    /// Send this leg a DTMF event lasting this many ms as RFC 4733 packets (after those queued
+    /// before it); dropped and counted (`dtmf_dropped`) if the leg has no telephone-event.
+    SendDtmf(Leg, DtmfEvent, u32),
     /// New media for a leg (its answer arrived, or a re-INVITE); re-arms its latches.
     Configure(Leg, LegMedia),
     /// Send back the statistics so far.
@@ -229,15 +234,15 @@ async fn run(mut core: RelayCore, io: [LegIo; 2], mut rx: mpsc::Receiver<Control
             msg = rx.recv() => match msg {
                 None | Some(Control::Stop) => Wake::Done,
                 Some(control) => {
-                    let tone_was_active = core.tone_active();
+                    let timer_was_needed = core.timer_needed();
                     apply(&mut core, control);
-                    if !tone_was_active && core.tone_active() {
+                    if !timer_was_needed && core.timer_needed() {
                         ticker.reset_immediately();
                     }
                     Wake::Handled
                 }
             },
-            _ = ticker.tick(), if core.tone_active() => {
+            _ = ticker.tick(), if core.timer_needed() => {
                 send_tones(&mut core, &io, &mut buf);
                 Wake::Handled
             }
@@ -271,6 +276,10 @@ fn apply(core: &mut RelayCore, control: Control) {
         Control::Resume(leg) => core.resume(leg),
         Control::PlayTone(leg, spec) => core.play_tone(leg, spec),
         Control::StopTone(leg) => core.stop_tone(leg),
+        Control::SendDtmf(leg, event, duration_ms) => {
+            // a refusal is counted in the leg's report
+            let _ = core.send_dtmf(leg, event, duration_ms);
+        }
         Control::Configure(leg, media) => core.configure(leg, media),
         Control::Report(reply) => {
             // the asker may have given up; nothing to do then
@@ -283,6 +292,12 @@ fn apply(core: &mut RelayCore, control: Control) {
 fn send_tones(core: &mut RelayCore, io: &[LegIo; 2], buf: &mut [u8]) {
     for leg in [Leg::A, Leg::B] {
         if let Some((len, to)) = core.poll_tone(leg, buf) {
+            let sent = io[leg.index()].rtp.try_send_to(&buf[..len], to);
+            if sent.is_err() {
+                core.note_send_error(leg);
+            }
+        }
+        if let Some((len, to)) = core.poll_dtmf(leg, buf) {
             let sent = io[leg.index()].rtp.try_send_to(&buf[..len], to);
             if sent.is_err() {
                 core.note_send_error(leg);
