@@ -51,6 +51,9 @@ pub enum Input {
     AgentOffline { agent: AgentId },
     /// An operator asked for a state (console, feature code).
     AgentRequest(Event),
+    /// The operator of the connected leg `leg` transferred the call to `queue` (blind
+    /// transfer, REFER): the call is re-queued, the PBX leg stays answered.
+    AgentTransfer { leg: LegId, queue: QueueId },
 }
 
 /// What the runtime must do.
@@ -87,6 +90,13 @@ pub enum Output {
     AgentState { agent: AgentId, state: AgentState },
     /// A queue visit ended (for the call record and metrics).
     Record(CallOutcome),
+    /// The answered call left its operator and waits in a queue again (transfer): stop
+    /// relaying and play music on hold to the PBX until `Bridge`.
+    Requeued { call: CallId },
+    /// The outcome of `AgentTransfer` on `leg`: `ok`, the call is re-queued and the leg is
+    /// no longer the engine's (the runtime reports success to the operator and ends the leg
+    /// if the operator does not); else nothing changed.
+    TransferResult { leg: LegId, ok: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +280,7 @@ impl<R: Entropy> Engine<R> {
             Input::AgentRequest(ev) => {
                 let _ = self.router.handle(now, ev);
             }
+            Input::AgentTransfer { leg, queue } => self.transfer(now, leg, queue),
         }
         self.drain_router();
     }
@@ -306,6 +317,39 @@ impl<R: Entropy> Engine<R> {
             }
             LegState::Connected => {}
         }
+    }
+
+    /// Blind transfer of the call connected on `leg` to `queue`: its visit ends answered (the
+    /// operator goes on to wrap-up), the call waits in `queue` with music on hold and is
+    /// offered anew; the leg is forgotten (its hang-up no longer ends the call).
+    fn transfer(&mut self, now: Time, leg: LegId, queue: QueueId) {
+        let connected = self
+            .legs
+            .get(&leg)
+            .filter(|l| l.state == LegState::Connected)
+            .map(|l| l.call);
+        let Some(call) = connected else {
+            self.out
+                .push_back(Output::TransferResult { leg, ok: false });
+            return;
+        };
+        let ev = Event::Transfer {
+            call,
+            queue,
+            priority: None,
+        };
+        if self.router.handle(now, ev).is_err() {
+            self.out
+                .push_back(Output::TransferResult { leg, ok: false });
+            return;
+        }
+        self.legs.remove(&leg);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.connected = None;
+        }
+        // Before the router's commands: music on hold first, then any new offer.
+        self.out.push_back(Output::Requeued { call });
+        self.out.push_back(Output::TransferResult { leg, ok: true });
     }
 
     /// Ends the PBX side of `call`: a final response if it was never answered, else BYE.

@@ -415,3 +415,160 @@ fn a_queue_that_rejects_when_empty_refuses_before_answering() {
     assert!(!out.iter().any(|o| matches!(o, Output::AnswerPbx { .. })));
     assert_eq!(t.done, [CallId(1)]);
 }
+
+/// `support` (alice) and `sales` (bob, carol): alice takes a call and transfers it to sales.
+fn transfer_setup() -> (T, LegId) {
+    let member = |q: &str| MembershipConfig {
+        queue: q.into(),
+        penalty: 0,
+    };
+    let agent = |name: &str, q: &str| AgentConfig {
+        name: name.into(),
+        queues: vec![member(q)],
+        skills: vec![],
+    };
+    let queue = |name: &str| QueueConfig {
+        wrap_up: Duration::from_secs(10),
+        ..QueueConfig::new(name)
+    };
+    let router = Router::new(
+        &RouterConfig {
+            queues: vec![queue("support"), queue("sales")],
+            agents: vec![
+                agent("alice", "support"),
+                agent("bob", "sales"),
+                agent("carol", "sales"),
+            ],
+        },
+        SplitMix64::new(1),
+    )
+    .expect("config");
+    let mut t = T {
+        e: Engine::new(router),
+        now: Time::ZERO,
+        outcomes: vec![],
+        done: vec![],
+    };
+    t.online("alice");
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    let [(leg, _)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    t.run(Input::AgentAnswered { leg });
+    t.now = t.now + Duration::from_secs(5);
+    (t, leg)
+}
+
+#[test]
+fn blind_transfer_to_a_queue_requeues_the_caller_and_offers_the_call_again() {
+    let (mut t, alice_leg) = transfer_setup();
+    let (alice, bob, carol) = (t.agent("alice"), t.agent("bob"), t.agent("carol"));
+    let sales = t.e.router().queue_id("sales").expect("queue");
+    t.online("bob");
+    t.online("carol");
+    let out = t.run(Input::AgentTransfer {
+        leg: alice_leg,
+        queue: sales,
+    });
+    let requeued = out
+        .iter()
+        .position(|o| *o == Output::Requeued { call: CallId(1) });
+    let offer = out
+        .iter()
+        .position(|o| matches!(o, Output::CallAgent { .. }));
+    assert!(requeued.is_some() && requeued < offer, "{out:?}");
+    assert!(out.contains(&Output::TransferResult {
+        leg: alice_leg,
+        ok: true
+    }));
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            Output::HangUpPbx { .. } | Output::CallDone { .. } | Output::AnswerPbx { .. }
+        )),
+        "the PBX leg stays answered: {out:?}"
+    );
+    assert!(matches!(
+        t.e.router().agent_state(alice).expect("agent").0,
+        AgentState::WrapUp { .. }
+    ));
+    assert_eq!(t.outcomes.len(), 1, "{:?}", t.outcomes);
+    assert_eq!(t.outcomes[0].outcome, Outcome::Answered { agent: alice });
+    assert_eq!(t.outcomes[0].talk, Duration::from_secs(5));
+    let [(leg, next)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    assert!(next == bob || next == carol);
+    // alice hangs up after the transfer: the call is no longer hers.
+    let out = t.run(Input::AgentHungUp { leg: alice_leg });
+    assert!(out.is_empty(), "{out:?}");
+    let out = t.run(Input::AgentAnswered { leg });
+    assert!(out.contains(&Output::Bridge {
+        call: CallId(1),
+        leg
+    }));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::AnswerPbx { .. })),
+        "already answered"
+    );
+    t.now = t.now + Duration::from_secs(3);
+    let out = t.run(Input::PbxGone { call: CallId(1) });
+    assert!(out.contains(&Output::HangUpAgent { leg }));
+    assert_eq!(t.done, [CallId(1)]);
+    let queues: Vec<_> = t.outcomes.iter().map(|o| o.queue).collect();
+    let support = t.e.router().queue_id("support").expect("queue");
+    assert_eq!(queues, [support, sales], "exactly one outcome per visit");
+    assert_eq!(t.outcomes[1].outcome, Outcome::Answered { agent: next });
+    assert_eq!(t.e.calls(), 0);
+}
+
+#[test]
+fn a_transfer_waits_in_the_queue_with_music_and_the_caller_may_still_hang_up() {
+    let (mut t, alice_leg) = transfer_setup();
+    let sales = t.e.router().queue_id("sales").expect("queue");
+    let out = t.run(Input::AgentTransfer {
+        leg: alice_leg,
+        queue: sales,
+    });
+    assert!(out.contains(&Output::Requeued { call: CallId(1) }));
+    assert!(invites(&out).is_empty(), "nobody in sales is Ready");
+    let out = t.run(Input::PbxGone { call: CallId(1) });
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::HangUpAgent { .. })),
+        "alice's leg is no longer the call's: {out:?}"
+    );
+    assert_eq!(t.done, [CallId(1)]);
+    assert_eq!(t.outcomes.len(), 2);
+    assert_eq!(t.outcomes[1].outcome, Outcome::Abandoned);
+}
+
+#[test]
+fn a_transfer_from_a_leg_that_is_not_connected_fails_and_changes_nothing() {
+    let (mut t, alice_leg) = transfer_setup();
+    let sales = t.e.router().queue_id("sales").expect("queue");
+    let out = t.run(Input::AgentTransfer {
+        leg: LegId(99),
+        queue: sales,
+    });
+    assert_eq!(
+        out,
+        [Output::TransferResult {
+            leg: LegId(99),
+            ok: false
+        }]
+    );
+    let out = t.run(Input::AgentTransfer {
+        leg: alice_leg,
+        queue: QueueId(42),
+    });
+    assert_eq!(
+        out,
+        [Output::TransferResult {
+            leg: alice_leg,
+            ok: false
+        }]
+    );
+    let out = t.run(Input::AgentHungUp { leg: alice_leg });
+    assert!(out.contains(&Output::HangUpPbx { call: CallId(1) }));
+    assert_eq!(t.outcomes.len(), 1);
+}

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+mod hold;
+
 /// What the call task needs from the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct CallSettings {
@@ -41,6 +43,12 @@ struct CallMedia {
     pbx_sdp: LocalSdp,
     agent_sdp: LocalSdp,
     caller: String,
+    /// The operator leg's media, once it answered (to tell a re-INVITE's new address).
+    agent_media: Option<LegMedia>,
+    /// The PBX put the call on hold (re-INVITE `sendonly`/`inactive`).
+    pbx_held: bool,
+    /// The operator put the caller on hold.
+    agent_held: bool,
 }
 
 struct Calls {
@@ -132,6 +140,17 @@ impl Calls {
             EdgeEvent::LegRefused { leg, .. } => Input::AgentRefused { leg: LegId(leg.0) },
             EdgeEvent::LegUnreachable { leg } => Input::AgentUnreachable { leg: LegId(leg.0) },
             EdgeEvent::LegHungUp { leg } => Input::AgentHungUp { leg: LegId(leg.0) },
+            EdgeEvent::LegTransfer { leg, queue } => match self.settings.queues.get(&queue) {
+                Some(&(queue, _)) => Input::AgentTransfer {
+                    leg: LegId(leg.0),
+                    queue,
+                },
+                None => {
+                    warn!(%queue, "transfer to a queue the routing core does not have");
+                    self.edge.notify_transfer(leg, 404).await;
+                    return;
+                }
+            },
             EdgeEvent::LegDtmf {
                 leg,
                 digit,
@@ -170,6 +189,14 @@ impl Calls {
                     return;
                 };
                 crate::features::request(agent, feature)
+            }
+            EdgeEvent::PbxHold { call, held, offer } => {
+                self.pbx_hold(call, held, &offer).await;
+                return;
+            }
+            EdgeEvent::LegHold { leg, held, offer } => {
+                self.leg_hold(leg, held, &offer).await;
+                return;
             }
             EdgeEvent::Registered { user } => {
                 let Some(agent) = self.agent(&user) else {
@@ -255,9 +282,12 @@ impl Calls {
                 agent_port,
                 offer,
                 negotiated,
-                pbx_sdp: LocalSdp::new(self.seed, ip),
-                agent_sdp: LocalSdp::new(self.seed ^ 1, ip),
+                pbx_sdp: LocalSdp::new(self.seed >> 2, ip),
+                agent_sdp: LocalSdp::new((self.seed >> 2) ^ 1, ip),
                 caller,
+                agent_media: None,
+                pbx_held: false,
+                agent_held: false,
             },
         );
         Some(Input::Inbound {
@@ -298,7 +328,7 @@ impl Calls {
         let Some(call) = self.legs.get(&leg) else {
             return;
         };
-        let Some(m) = self.media.get(call) else {
+        let Some(m) = self.media.get_mut(call) else {
             return;
         };
         let Some(sdp) = answer.and_then(|a| SessionDescription::parse_bytes(a).ok()) else {
@@ -307,6 +337,7 @@ impl Calls {
         };
         match negotiate(&sdp, &[m.negotiated.payloads.codec], Direction::SendRecv) {
             Ok(n) => {
+                m.agent_media = Some(LegMedia::from(&n));
                 let _ = m
                     .relay
                     .send(Control::Configure(Leg::B, LegMedia::from(&n)))
@@ -397,6 +428,19 @@ impl Calls {
                     state = state.kind().as_str(),
                     "operator state"
                 );
+            }
+            Output::Requeued { call } => {
+                if let Some(m) = self.media.get(&call) {
+                    let _ = m.relay.send(Control::Unbridge).await;
+                    let _ = m.relay.send(Control::PlayTone(Leg::A, MUSIC_ON_HOLD)).await;
+                }
+            }
+            Output::TransferResult { leg, ok } => {
+                if ok {
+                    self.legs.remove(&leg);
+                }
+                let status = if ok { 200 } else { 503 };
+                self.edge.notify_transfer(LegRef(leg.0), status).await;
             }
             Output::Record(o) => {
                 let queue = self.engine.router().queue_name(o.queue).unwrap_or_default();

@@ -71,6 +71,8 @@ pub(crate) struct AgentLeg {
     pub flow: Option<FlowId>,
     /// Our SDP offer, repeated to a re-INVITE.
     pub local_sdp: Vec<u8>,
+    /// The CSeq of our last request in the dialog (the INVITE's, then NOTIFY, BYE).
+    pub local_cseq: u32,
 }
 
 impl std::fmt::Debug for AgentLeg {
@@ -193,6 +195,7 @@ fn prepare(
         dest,
         flow,
         local_sdp: sdp,
+        local_cseq: 1,
     };
     let mut reg = sh.calls.lock();
     reg.legs.insert(leg, record);
@@ -382,7 +385,7 @@ fn bye_request(sh: &Shared, l: &AgentLeg) -> Option<Request> {
         .endpoint
         .get_via(Some(l.conn.get_addr().clone()), None)
         .ok()?;
-    let cseq = l.invite.cseq_header().ok()?.seq().ok()? + 1;
+    let cseq = l.local_cseq + 1;
     Some(sipmsg::in_dialog(
         Method::Bye,
         &path,

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Methods homeline answers; the `Allow` header.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER";
 
 /// An operator's secret, as the registrar needs it.
 #[derive(Debug, Clone)]
@@ -424,12 +424,12 @@ async fn handle(mut tx: Transaction, sh: Arc<Shared>) {
             },
             Method::Cancel => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
             Method::Info => crate::info::handle(&mut tx, &sh).await,
+            Method::Refer => crate::refer::handle(&mut tx, &sh).await,
             Method::Subscribe
             | Method::Notify
             | Method::Message
             | Method::Update
             | Method::PRack
-            | Method::Refer
             | Method::Publish => {
                 let allow = vec![Header::Allow(ALLOW.into())];
                 tx.reply_with(StatusCode::MethodNotAllowed, allow, None)

@@ -103,6 +103,26 @@ pub enum EdgeEvent {
         /// The SDP offer (the INVITE's body), if any.
         offer: Option<Vec<u8>>,
     },
+    /// The PBX sent a re-INVITE with SDP `offer` in the answered call (hold or resume):
+    /// `held` when it no longer wants our media (`sendonly`, `inactive` or `c=0.0.0.0`). The
+    /// re-INVITE waits for [`crate::SipEdge::answer_pbx_reoffer`] (briefly: without an answer
+    /// it gets our last SDP).
+    PbxHold {
+        call: CallRef,
+        held: bool,
+        offer: Vec<u8>,
+    },
+    /// The operator sent a re-INVITE with SDP `offer` in the answered leg; as `PbxHold`,
+    /// answered with [`crate::SipEdge::answer_leg_reoffer`].
+    LegHold {
+        leg: LegRef,
+        held: bool,
+        offer: Vec<u8>,
+    },
+    /// The operator transferred the answered leg's call to `queue` (REFER to a number a
+    /// trunk routes to it, answered `202`): re-queue the caller, then report the outcome
+    /// with [`crate::SipEdge::notify_transfer`] (see `refer`).
+    LegTransfer { leg: LegRef, queue: String },
     /// `user`'s first registration appeared.
     Registered { user: String },
     /// `user`'s last registration went (expired, removed, or its connection closed).
@@ -238,7 +258,7 @@ impl SipEdge {
 }
 
 /// Which leg a dialog (by Call-ID) belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Party {
     Pbx(u64),
     Agent(u64),
@@ -276,6 +296,10 @@ impl Registry {
 pub(crate) struct Calls {
     registry: Mutex<Registry>,
     next: AtomicU64,
+    /// Blind transfers waiting for the runtime's result (see [`crate::refer`]).
+    pub(crate) transfers: crate::refer::Transfers,
+    /// Re-INVITEs waiting for the runtime's SDP answer (see [`crate::hold`]).
+    pub(crate) reoffers: crate::hold::Reoffers,
 }
 
 impl Calls {
@@ -321,9 +345,9 @@ pub(crate) fn match_dialog(reg: &Registry, req: &Request) -> Option<Party> {
 }
 
 /// Answers a request inside a leg's dialog: a BYE gets `200` and the runtime is told
-/// (`PbxGone`, `LegHungUp`); a re-INVITE (hold, resume) gets `200` with our last SDP and
-/// changes nothing (`491` before the dialog is confirmed). `None`: no such dialog, the
-/// caller answers `481`.
+/// (`PbxGone`, `LegHungUp`); a re-INVITE with an offer (hold, resume) is answered with the
+/// runtime's SDP ([`crate::hold`]), one without gets `200` with our last SDP (`491` before the
+/// dialog is confirmed). `None`: no such dialog, the caller answers `481`.
 pub(crate) async fn in_dialog(tx: &mut Transaction, sh: &Shared) -> Option<rsipstack::Result<()>> {
     match tx.original.method {
         Method::Bye => {
@@ -349,6 +373,9 @@ pub(crate) async fn in_dialog(tx: &mut Transaction, sh: &Shared) -> Option<rsips
                 }
             }
             Some(tx.reply(StatusCode::OK).await)
+        }
+        Method::Invite if crate::hold::has_offer(&tx.original) => {
+            crate::hold::reinvite(tx, sh).await
         }
         Method::Invite => {
             let resp = {

@@ -1,0 +1,344 @@
+//! Hold and resume by re-INVITE, end to end: the real `homeline` binary between a SIPp PBX
+//! and a SIPp operator, with what homeline sends captured on `lo` (`dumpcap`) and its PCMU
+//! decoded here (Goertzel, as `tests/calls.rs` does).
+//!
+//! - The operator holds (`operator_hold.xml`: re-INVITE `a=sendonly`, answered `a=recvonly`)
+//!   and resumes (`a=sendrecv`, answered `a=sendrecv`): meanwhile the PBX receives homeline's
+//!   440 Hz music on hold instead of the operator's 660 Hz, then the operator's 660 Hz again;
+//!   the PBX's BYE ends both legs.
+//! - The PBX holds (`pbx_hold.xml`, the same re-INVITEs from the PBX side): the operator leg
+//!   stays up, the operator hears music on hold instead of the PBX's 1 kHz, then the PBX
+//!   again.
+//!
+//! Files: `tests/calls/sipp/{operator_hold,pbx_hold,pbx_talk,operator_answer}.xml`,
+//! `tests/calls/homeline.toml.in`. Peers from `bash tests/run-all.sh`.
+
+// Each test file uses a part of the shared harness.
+#[allow(dead_code, unused_imports)]
+mod sip_harness;
+
+#[allow(dead_code)]
+mod rtp_capture;
+
+use rtp_capture::{Capture, Rtp};
+use sip_harness::{AGENT_IP, Homeline, RunningSipp, Setup, repo, require};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+const PASSWORD: &str = "demo-password";
+const WAIT: Duration = Duration::from_secs(8);
+const PBX_HZ: f64 = 1000.0;
+const OPERATOR_HZ: f64 = 660.0;
+const MOH_HZ: f64 = 440.0;
+/// Share of the signal's energy a tone must have for a check to pass.
+const TONE_SHARE: f64 = 0.5;
+
+fn sipp_dir() -> PathBuf {
+    repo().join("tests/calls/sipp")
+}
+
+/// One test at a time: they share the CPU with real-time audio and SIPp timers.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn start(name: &str) -> Homeline {
+    require("sipp", "sip-tester");
+    let agents = format!(
+        "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
+         ready_on_register = true\n"
+    );
+    let h = Homeline::start(
+        name,
+        Setup::default()
+            .sip("digest_algorithms", r#"["MD5"]"#)
+            .template(repo().join("tests/calls/homeline.toml.in"))
+            .value("STRATEGY", "longest-idle")
+            .value("RING_TIMEOUT", "15s")
+            .value("WRAP_UP", "0s")
+            .value("AGENTS", &agents),
+    );
+    for (file, hz) in [
+        ("tone1k_ulaw.wav", PBX_HZ),
+        ("tone660_ulaw.wav", OPERATOR_HZ),
+    ] {
+        let path = h.dir.join(file);
+        std::fs::write(&path, wav_ulaw(&tone(hz, 3.0, 0.5)))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    h
+}
+
+/// SIPp operator `alice` registering from 127.0.0.2; `answer` handles homeline's INVITE.
+fn operator(h: &mut Homeline, answer: &str) -> RunningSipp {
+    let ops = h
+        .sipp_in(&sipp_dir(), "operator_register.xml")
+        .source_ip(AGENT_IP)
+        .service("alice")
+        .auth("alice", PASSWORD)
+        .arg("-oocsf")
+        .arg(&sipp_dir().join(answer).to_string_lossy())
+        .arg("-d")
+        .arg("16000")
+        .start(1);
+    h.expect_event(
+        0,
+        WAIT,
+        "operator state",
+        &[("agent", "alice"), ("state", "available")],
+    );
+    ops
+}
+
+/// Fails unless the operator's out-of-call scenario ran without an error.
+#[track_caller]
+fn expect_no_sipp_errors(ops: &RunningSipp, h: &mut Homeline) {
+    let errors = ops.errors();
+    let failed = [
+        "Abort",
+        "nexpected",
+        "ailed",
+        "imeout",
+        "etransmission",
+        "Discard",
+    ]
+    .iter()
+    .any(|w| errors.contains(w));
+    assert!(
+        !failed,
+        "{}: errors in SIPp's error log\n{errors}\n{}",
+        ops.describe(),
+        ops.report(h)
+    );
+}
+
+fn tone(hz: f64, seconds: f64, amplitude: f64) -> Vec<i16> {
+    let n = (seconds * 8000.0) as usize;
+    (0..n)
+        .map(|i| {
+            let x = (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin();
+            (x * amplitude * 32767.0) as i16
+        })
+        .collect()
+}
+
+/// G.711 μ-law encoding of one sample.
+fn ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let s = i32::from(sample);
+    let sign = if s < 0 { 0x80 } else { 0 };
+    let mag = s.abs().min(CLIP) + BIAS;
+    let exponent = (7 - (mag as u32).leading_zeros().saturating_sub(17)).min(7) as i32;
+    let mantissa = (mag >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) as u8 as i32 | mantissa) as u8
+}
+
+/// G.711 μ-law decoding of one byte.
+fn unulaw(byte: u8) -> i16 {
+    let u = !byte;
+    let exponent = i32::from((u >> 4) & 0x07);
+    let mantissa = i32::from(u & 0x0F);
+    let mag = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    (if u & 0x80 != 0 { -mag } else { mag }) as i16
+}
+
+/// A μ-law WAV at 8 kHz mono (what SIPp's `rtp_stream` sends as PT 0).
+fn wav_ulaw(samples: &[i16]) -> Vec<u8> {
+    let data_len = samples.len() as u32;
+    let mut w = Vec::with_capacity(44 + samples.len());
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&7u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&8u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    w.extend(samples.iter().map(|&s| ulaw(s)));
+    w
+}
+
+/// Share of the energy of `samples` (8 kHz) at `hz` (Goertzel over 20 ms blocks).
+fn tone_share(samples: &[i16], hz: f64) -> f64 {
+    let block = 160;
+    let k = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
+    let (mut tone, mut total) = (0.0, 0.0);
+    for b in samples.chunks_exact(block) {
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in b {
+            let s0 = f64::from(x) + k * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        tone += (s1 * s1 + s2 * s2 - k * s1 * s2) * 2.0 / block as f64;
+        total += b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+    }
+    if total == 0.0 { 0.0 } else { tone / total }
+}
+
+fn audio(packets: &[&Rtp]) -> Vec<i16> {
+    packets
+        .iter()
+        .filter(|p| p.pt == 0)
+        .flat_map(|p| p.payload.iter().map(|&b| unulaw(b)))
+        .collect()
+}
+
+/// The packets homeline sent to one side, in capture order, split around the hold: the
+/// other side's stream (the most common SSRC), before its first packet nothing is looked at;
+/// the packets of any other SSRC after that (homeline's music on hold); and the other side's
+/// packets after the last of those. Checks the tones of each part.
+#[track_caller]
+fn expect_hold_window(what: &str, to: &[&Rtp], talk_hz: f64, context: &str) {
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for p in to.iter().filter(|p| p.pt == 0) {
+        *counts.entry(p.ssrc).or_default() += 1;
+    }
+    let relayed = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(s, _)| *s)
+        .unwrap_or_else(|| panic!("{what}: no PCMU received\n{context}"));
+    let first = to.iter().position(|p| p.ssrc == relayed).unwrap_or(0);
+    let after_first = &to[first..];
+    let moh: Vec<&Rtp> = after_first
+        .iter()
+        .filter(|p| p.ssrc != relayed)
+        .copied()
+        .collect();
+    let moh_start = after_first
+        .iter()
+        .position(|p| p.ssrc != relayed)
+        .unwrap_or_else(|| panic!("{what}: no music on hold once bridged\n{context}"));
+    let moh_end = after_first
+        .iter()
+        .rposition(|p| p.ssrc != relayed)
+        .unwrap_or(moh_start);
+    let before = &after_first[..moh_start];
+    let after: Vec<&Rtp> = after_first[moh_end + 1..]
+        .iter()
+        .filter(|p| p.ssrc == relayed)
+        .copied()
+        .collect();
+    let share = |ps: &[&Rtp], hz| tone_share(&audio(ps), hz);
+    let summary = format!(
+        "{what}: {} packets relayed before the hold ({:.2} at {talk_hz} Hz), {} of music on \
+         hold ({:.2} at 440 Hz), {} relayed after ({:.2} at {talk_hz} Hz)",
+        before.len(),
+        share(before, talk_hz),
+        moh.len(),
+        share(&moh, MOH_HZ),
+        after.len(),
+        share(&after, talk_hz),
+    );
+    println!("{summary}");
+    assert!(
+        before.len() >= 25 && share(before, talk_hz) >= TONE_SHARE,
+        "{summary}: the talk before the hold\n{context}"
+    );
+    assert!(
+        moh.len() >= 75 && share(&moh, MOH_HZ) >= TONE_SHARE,
+        "{summary}: music on hold during the hold (2.5 s)\n{context}"
+    );
+    assert!(
+        after.len() >= 50 && share(&after, talk_hz) >= TONE_SHARE,
+        "{summary}: the talk after resuming\n{context}"
+    );
+}
+
+fn split(packets: &[Rtp]) -> (Vec<&Rtp>, Vec<&Rtp>) {
+    let operator_ip: Ipv4Addr = AGENT_IP.parse().expect("AGENT_IP is IPv4");
+    let to_operator = packets.iter().filter(|p| p.dst.0 == operator_ip).collect();
+    let to_pbx = packets.iter().filter(|p| p.dst.0 != operator_ip).collect();
+    (to_operator, to_pbx)
+}
+
+fn media_report(h: &Homeline) -> String {
+    h.logs
+        .matching(|l| l.is("call media ended", &[]))
+        .first()
+        .and_then(|l| l.field("media"))
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_operator_holds_and_resumes_and_the_caller_hears_music_on_hold_meanwhile() {
+    let _serial = serial();
+    let mut h = start("hold_by_operator");
+    let ops = operator(&mut h, "operator_hold.xml");
+    let capture = Capture::start(&h, "hold_by_operator");
+    h.sipp_in(&sipp_dir(), "pbx_talk.xml")
+        .service("8000")
+        .arg("-d")
+        .arg("8000")
+        .run(&mut h);
+    h.expect_event(0, WAIT, "call media ended", &[]);
+    h.expect_event(0, WAIT, "call outcome", &[]);
+    let packets = capture.stop();
+    println!("relay report: {}", media_report(&h));
+    expect_no_sipp_errors(&ops, &mut h);
+    let trace = ops.messages();
+    let context = format!("operator SIPp:\n{trace}\n{}", h.report());
+    assert!(
+        trace.contains("CSeq: 1 INVITE")
+            && trace.contains("CSeq: 2 INVITE")
+            && trace.contains("a=recvonly")
+            && trace.matches("BYE sip:").count() == 1,
+        "the operator's re-INVITEs should be answered and homeline's BYE come once\n{context}"
+    );
+    assert!(
+        h.logs
+            .matching(|l| l.is(
+                "operator state",
+                &[("agent", "alice"), ("state", "on_call")]
+            ))
+            .len()
+            == 1,
+        "alice should stay on the call through hold and resume\n{context}"
+    );
+    let (_, to_pbx) = split(&packets);
+    expect_hold_window("to the PBX", &to_pbx, OPERATOR_HZ, &context);
+}
+
+#[test]
+fn the_pbx_holds_and_resumes_and_the_operator_leg_stays_up() {
+    let _serial = serial();
+    let mut h = start("hold_by_pbx");
+    let ops = operator(&mut h, "operator_answer.xml");
+    let capture = Capture::start(&h, "hold_by_pbx");
+    let pbx = h.sipp_in(&sipp_dir(), "pbx_hold.xml").service("8000");
+    pbx.run(&mut h);
+    h.expect_event(0, WAIT, "call media ended", &[]);
+    h.expect_event(0, WAIT, "call outcome", &[]);
+    let packets = capture.stop();
+    println!("relay report: {}", media_report(&h));
+    expect_no_sipp_errors(&ops, &mut h);
+    let trace = ops.messages();
+    let context = format!("operator SIPp:\n{trace}\n{}", h.report());
+    assert!(
+        trace.matches("BYE sip:").count() == 1,
+        "the operator leg should end once, with the PBX's BYE\n{context}"
+    );
+    let outcome = h
+        .logs
+        .matching(|l| l.is("call outcome", &[]))
+        .first()
+        .and_then(|l| l.field("talk_ms"))
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        outcome >= 6000,
+        "the call should have been talking through hold and resume (≥ 6 s): {outcome} ms\n{context}"
+    );
+    let (to_operator, _) = split(&packets);
+    expect_hold_window("to the operator", &to_operator, PBX_HZ, &context);
+}
