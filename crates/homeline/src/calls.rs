@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 mod hold;
+mod outbound;
 
 /// What the call task needs from the configuration.
 #[derive(Debug, Clone)]
@@ -60,6 +61,7 @@ struct Calls {
     legs: HashMap<LegId, CallId>,
     started: Instant,
     seed: u64,
+    outbound: outbound::OutboundCalls,
 }
 
 /// Runs until `stop` turns true or the edge's event stream ends.
@@ -81,6 +83,7 @@ pub(crate) async fn run(
         legs: HashMap::new(),
         started: Instant::now(),
         seed,
+        outbound: outbound::OutboundCalls::default(),
     };
     loop {
         let deadline = calls
@@ -116,6 +119,9 @@ impl Calls {
     }
 
     async fn on_event(&mut self, ev: EdgeEvent) {
+        let Some(ev) = self.outbound_event(ev).await else {
+            return;
+        };
         let now = self.now();
         let input = match ev {
             EdgeEvent::Inbound {
@@ -190,6 +196,8 @@ impl Calls {
                 };
                 crate::features::request(agent, feature)
             }
+            // Taken by `outbound_event`.
+            EdgeEvent::Outbound { .. } => return,
             EdgeEvent::PbxHold { call, held, offer } => {
                 self.pbx_hold(call, held, &offer).await;
                 return;

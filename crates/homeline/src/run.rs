@@ -219,6 +219,7 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
                     .as_ref()
                     .map(|c| (c.username.clone(), c.password.expose().to_string())),
                 options_interval: t.options_interval,
+                caller_id: t.caller_id.clone(),
                 routes: t.routes.clone(),
             })
             .collect(),
@@ -232,9 +233,7 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
 
 /// Says plainly what is not built yet.
 fn report_not_built(cfg: &Config) {
-    warn!(
-        "not built yet: WebRTC media, music on hold from a WAV, hold/transfer/DTMF, outbound calls"
-    );
+    warn!("not built yet: WebRTC media, music on hold from a WAV, outbound calls over TCP trunks");
     warn!(
         listen = %cfg.http.listen,
         "not built yet: HTTP API, operator console and metrics; nothing listens for HTTP"

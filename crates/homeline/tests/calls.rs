@@ -1392,10 +1392,11 @@ fn feature_codes_from_the_softphone_change_the_operator_state() {
     let from = h.logs.len();
     dial_feature(&mut h, "alice", "*3");
     h.expect_event(from, WAIT, "operator state", &state("logged_out"));
-    // Anything else an operator dials is not served (yet).
+    // Anything else an operator dials that is not a number is not served (a number goes out
+    // through the trunk: tests/outbound.rs).
     h.sipp_in(&sipp_dir(), "operator_not_found.xml")
         .source_ip(AGENT_IP)
-        .service("5555")
+        .service("nobody")
         .auth("alice", PASSWORD)
         .arg("-key")
         .arg("user")

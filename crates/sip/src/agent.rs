@@ -258,7 +258,7 @@ type Outgoing = (Request, SipConnection, SipAddr);
 
 /// Records a provisional response: the first ringing (`18x`) is reported; returns the
 /// CANCEL that was waiting for a provisional response.
-fn progress(sh: &Shared, leg: u64, resp: &Response, slot: Slot<'_>) -> Option<Outgoing> {
+pub(crate) fn progress(sh: &Shared, leg: u64, resp: &Response, slot: Slot<'_>) -> Option<Outgoing> {
     let phase = if resp.status_code.code() == 100 {
         LegPhase::Proceeding
     } else {
@@ -281,7 +281,7 @@ fn progress(sh: &Shared, leg: u64, resp: &Response, slot: Slot<'_>) -> Option<Ou
 
 /// Records a `2xx` (not a retransmission): the dialog is confirmed and reported with the
 /// operator's SDP.
-fn answered(sh: &Shared, leg: u64, resp: &Response, slot: Slot<'_>) {
+pub(crate) fn answered(sh: &Shared, leg: u64, resp: &Response, slot: Slot<'_>) {
     let mut reg = sh.calls.lock();
     let Some(l) = reg.legs.get_mut(&leg) else {
         return;

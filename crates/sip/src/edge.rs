@@ -508,6 +508,11 @@ impl Shared {
             .cloned()
     }
 
+    /// A fresh client nonce for answering a digest challenge.
+    pub(crate) fn next_cnonce(&self) -> String {
+        format!("{:016x}", self.salt.fetch_add(1, Ordering::Relaxed))
+    }
+
     fn now_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
     }

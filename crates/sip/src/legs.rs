@@ -103,6 +103,18 @@ pub enum EdgeEvent {
         /// The SDP offer (the INVITE's body), if any.
         offer: Option<Vec<u8>>,
     },
+    /// Registered operator `user` (authenticated by digest) dialled `number` (not a feature
+    /// code): an outbound call. The INVITE is held like an `Inbound` one (`ring_pbx`,
+    /// `answer_pbx`, `reject_pbx`, `bye_pbx`; `PbxGone` when the operator cancels or hangs
+    /// up). Place the trunk leg with [`crate::SipEdge::invite_trunk`].
+    Outbound {
+        call: CallRef,
+        user: String,
+        /// Personal data: keep it out of logs above debug.
+        number: String,
+        /// The SDP offer (the INVITE's body), if any.
+        offer: Option<Vec<u8>>,
+    },
     /// The PBX sent a re-INVITE with SDP `offer` in the answered call (hold or resume):
     /// `held` when it no longer wants our media (`sendonly`, `inactive` or `c=0.0.0.0`). The
     /// re-INVITE waits for [`crate::SipEdge::answer_pbx_reoffer`] (briefly: without an answer
@@ -236,6 +248,15 @@ impl SipEdge {
     /// when `user` is not registered).
     pub async fn invite_agent(&self, leg: LegRef, user: &str, sdp: Vec<u8>, caller: &str) {
         agent::invite(&self.shared, leg.0, user, sdp, caller);
+    }
+
+    /// INVITEs `number` through the first configured trunk with `sdp` on leg `leg` (an
+    /// operator's outbound call, see `outbound`): From is the trunk's caller id, else
+    /// `user`. Progress comes back as `LegRinging`, `LegAnswered`, `LegRefused` (with the
+    /// PBX's final status) or `LegUnreachable` (no response, no usable trunk); the PBX
+    /// hanging up as `LegHungUp`. `cancel_agent` and `bye_agent` end it.
+    pub async fn invite_trunk(&self, leg: LegRef, number: &str, user: &str, sdp: Vec<u8>) {
+        crate::outbound::invite(&self.shared, leg.0, number, user, sdp);
     }
 
     /// CANCELs an unanswered operator leg: the `487` comes back as `LegRefused`. If the

@@ -41,6 +41,7 @@ mod hold;
 mod info;
 mod legs;
 mod operator_calls;
+mod outbound;
 mod pbx;
 mod refer;
 pub mod registrar;

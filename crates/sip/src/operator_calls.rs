@@ -6,7 +6,11 @@
 //! - a feature code ([`FeatureCodes`]): the INVITE is held as a call (like a PBX's, see
 //!   `pbx`) and handed to the runtime as [`EdgeEvent::FeatureCode`]; the runtime answers it
 //!   with a short tone and hangs up (`answer_pbx`, `bye_pbx` on its [`crate::CallRef`]);
-//! - anything else: `404` (outbound calls come later).
+//! - a number (digits, `+`, `*`, `#`) when a trunk is configured: an outbound call, held
+//!   the same way and handed over as [`EdgeEvent::Outbound`]; the runtime places the leg
+//!   towards the trunk (`invite_trunk`, see `outbound`) and answers or refuses the
+//!   operator's INVITE with its outcome;
+//! - anything else: `404`.
 //!
 //! An INVITE is taken for an operator's when no trunk accepts its source alone, or when it
 //! comes from the very address an operator registered from (a softphone on a trunk's
@@ -78,6 +82,14 @@ impl FeatureCodes {
     }
 }
 
+/// Whether `number` may be sent to a trunk: digits, `+`, `*`, `#` (1 to 32 of them).
+fn dialable(number: &str) -> bool {
+    (1..=32).contains(&number.len())
+        && number
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '*' | '#'))
+}
+
 /// Whether `source` is where `user` (the From user) registered from: the INVITE is then an
 /// operator's even if a trunk's network holds that address.
 pub(crate) fn from_a_binding(sh: &Shared, req_from_user: &str, source: SocketAddr) -> bool {
@@ -122,13 +134,14 @@ pub(crate) async fn invite(
         return tx.reply(StatusCode::Forbidden).await.map(|()| None);
     }
     let dialled = sipmsg::unescape(tx.original.uri.user().unwrap_or_default());
-    let Some(feature) = sh.settings.features.feature(&dialled) else {
+    let feature = sh.settings.features.feature(&dialled);
+    if feature.is_none() && (sh.settings.trunks.is_empty() || !dialable(&dialled)) {
         tracing::info!(
             user,
             "operator dialled a number homeline does not serve: 404"
         );
         return tx.reply(StatusCode::NotFound).await.map(|()| None);
-    };
+    }
     if !sh.events.taken() {
         return pbx::refuse(tx, sh, 480).await;
     }
@@ -136,6 +149,16 @@ pub(crate) async fn invite(
         return pbx::refuse(tx, sh, 400).await;
     };
     let offer = (!tx.original.body.is_empty()).then(|| tx.original.body.clone());
+    let Some(feature) = feature else {
+        tracing::info!(user, call = id, "operator places an outbound call");
+        let ev = EdgeEvent::Outbound {
+            call: CallRef(id),
+            user,
+            number: dialled,
+            offer,
+        };
+        return pbx::offer(tx, sh, id, ev).await;
+    };
     tracing::info!(
         user,
         feature = feature.as_str(),

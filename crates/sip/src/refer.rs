@@ -272,6 +272,7 @@ mod tests {
             allow: vec![],
             credentials: None,
             options_interval: None,
+            caller_id: None,
             routes: routes
                 .iter()
                 .map(|(n, q)| (n.to_string(), q.to_string()))

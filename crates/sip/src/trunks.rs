@@ -23,6 +23,8 @@ pub struct TrunkSpec {
     /// Digest username and password the PBX must present (and homeline presents to it).
     pub credentials: Option<(String, String)>,
     pub options_interval: Option<Duration>,
+    /// Caller id (From user) on operators' outbound calls; `None`: the operator's name.
+    pub caller_id: Option<String>,
     /// Dialled number to queue name.
     pub routes: BTreeMap<String, String>,
 }
@@ -111,6 +113,7 @@ mod tests {
             allow: allow.iter().map(|n| n.parse().expect("net")).collect(),
             credentials: creds.then(|| ("pbx".into(), "pw".into())),
             options_interval: None,
+            caller_id: None,
             routes: [("8000".to_string(), "support".to_string())]
                 .into_iter()
                 .collect(),

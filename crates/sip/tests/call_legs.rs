@@ -115,6 +115,7 @@ fn settings(port: u16) -> EdgeSettings {
             allow: vec!["127.0.0.1/32".parse().expect("net")],
             credentials: None,
             options_interval: None,
+            caller_id: None,
             routes: [("8000".to_string(), "support".to_string())]
                 .into_iter()
                 .collect(),
@@ -287,6 +288,7 @@ impl Harness {
         let runtime = edge.clone();
         tokio::spawn(async move {
             let mut calls: HashMap<LegRef, CallRef> = HashMap::new();
+            let mut last_sdp: HashMap<CallRef, Vec<u8>> = HashMap::new();
             let mut next_leg = 1;
             while let Some(ev) = events.recv().await {
                 let _ = seen_tx.send(ev.clone());
@@ -309,9 +311,19 @@ impl Harness {
                         }
                     }
                     EdgeEvent::LegAnswered { leg, answer } => match calls.get(&leg) {
-                        Some(call) => runtime.answer_pbx(*call, answer.unwrap_or_default()).await,
+                        Some(call) => {
+                            let sdp = answer.unwrap_or_default();
+                            last_sdp.insert(*call, sdp.clone());
+                            runtime.answer_pbx(*call, sdp).await
+                        }
                         None => runtime.bye_agent(leg).await,
                     },
+                    // A relaying runtime answers a re-INVITE with what it last had from the
+                    // other side (homeline's call task builds a real answer instead).
+                    EdgeEvent::PbxHold { call, .. } => {
+                        let sdp = last_sdp.get(&call).cloned();
+                        runtime.answer_pbx_reoffer(call, sdp).await;
+                    }
                     EdgeEvent::LegUnreachable { leg } | EdgeEvent::LegRefused { leg, .. } => {
                         if let Some(call) = calls.remove(&leg)
                             && play == Play::RefuseWhenUnreachable

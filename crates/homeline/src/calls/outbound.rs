@@ -1,0 +1,261 @@
+//! Operators' own calls out through a trunk ([`EdgeEvent::Outbound`]): the operator's INVITE is
+//! held by the SIP edge; here a media relay is set up (leg A faces the PBX, leg B the
+//! operator), the trunk leg is placed with homeline's offer ([`SipEdge::invite_trunk`]), its
+//! ringing is passed on as `180`, its answer answers the operator's INVITE with homeline's SDP
+//! and bridges the legs, its failure refuses the operator's INVITE with the same status
+//! (`408` when nothing answered). Either side hanging up ends both; the operator cancelling
+//! cancels the trunk leg.
+//!
+//! These calls stay outside the engine's calls. The routing core only hears that the operator
+//! is busy: Not Ready with reason `outbound call` while the call lasts, then Ready again, but
+//! only if the operator was Available when dialling (an operator who was Not Ready, or in
+//! wrap-up, stays as the routing core has them). There is no separate "on an outbound call"
+//! state yet.
+//!
+//! Legs are named from [`FIRST_LEG`] up, far from the engine's leg ids.
+//!
+//! [`SipEdge::invite_trunk`]: homeline_sip::SipEdge::invite_trunk
+
+use super::Calls;
+use homeline_engine::Input;
+use homeline_engine::routing::{AgentId, AgentState, Event, NotReadyReason};
+use homeline_media::codec::Codec;
+use homeline_media::relay::{self, Control, Leg, LegMedia, RelayConfig, RelayHandle};
+use homeline_media::sdp::{Direction, LocalSdp, Negotiated, SessionDescription, negotiate};
+use homeline_sip::{CallRef, EdgeEvent, LegRef};
+use std::collections::HashMap;
+use tracing::{debug, info, warn};
+
+/// The first leg id of outbound calls.
+pub(super) const FIRST_LEG: u64 = 1 << 62;
+
+/// One live outbound call.
+pub(super) struct Outbound {
+    call: CallRef,
+    agent: Option<AgentId>,
+    /// Restore Ready at the end.
+    was_available: bool,
+    relay: RelayHandle,
+    task: tokio::task::JoinHandle<relay::RelayReport>,
+    operator_port: u16,
+    offer: SessionDescription,
+    negotiated: Negotiated,
+    operator_sdp: LocalSdp,
+    answered: bool,
+}
+
+/// The outbound calls, by leg, and the operator's INVITE to leg.
+#[derive(Default)]
+pub(super) struct OutboundCalls {
+    by_leg: HashMap<u64, Outbound>,
+    by_call: HashMap<u64, u64>,
+    /// Legs whose call ended while they were unanswered (cancelled): a crossing `200` gets
+    /// a BYE.
+    ended: std::collections::HashSet<u64>,
+    next: u64,
+}
+
+impl Calls {
+    /// Takes the events of outbound calls; gives back the others.
+    pub(super) async fn outbound_event(&mut self, ev: EdgeEvent) -> Option<EdgeEvent> {
+        let leg = match &ev {
+            EdgeEvent::Outbound {
+                call,
+                user,
+                number,
+                offer,
+            } => {
+                let (call, user, number) = (*call, user.clone(), number.clone());
+                let offer = offer.clone();
+                self.outbound_start(call, &user, &number, offer.as_deref())
+                    .await;
+                return None;
+            }
+            EdgeEvent::PbxGone { call } => {
+                let Some(&leg) = self.outbound.by_call.get(&call.0) else {
+                    return Some(ev);
+                };
+                let answered = self.outbound.by_leg.get(&leg).is_some_and(|o| o.answered);
+                if answered {
+                    self.edge.bye_agent(LegRef(leg)).await;
+                } else {
+                    self.outbound.ended.insert(leg);
+                    self.edge.cancel_agent(LegRef(leg)).await;
+                }
+                self.outbound_end(leg);
+                return None;
+            }
+            EdgeEvent::LegRinging { leg }
+            | EdgeEvent::LegAnswered { leg, .. }
+            | EdgeEvent::LegRefused { leg, .. }
+            | EdgeEvent::LegUnreachable { leg }
+            | EdgeEvent::LegHungUp { leg } => leg.0,
+            _ => return Some(ev),
+        };
+        if leg < FIRST_LEG {
+            return Some(ev);
+        }
+        if self.outbound.ended.contains(&leg) {
+            match ev {
+                EdgeEvent::LegAnswered { .. } => self.edge.bye_agent(LegRef(leg)).await,
+                EdgeEvent::LegRinging { .. } => return None,
+                _ => {}
+            }
+            self.outbound.ended.remove(&leg);
+            return None;
+        }
+        let o = self.outbound.by_leg.get_mut(&leg)?;
+        let call = o.call;
+        match ev {
+            EdgeEvent::LegRinging { .. } => self.edge.ring_pbx(call).await,
+            EdgeEvent::LegAnswered { answer, .. } => {
+                let codec = o.negotiated.payloads.codec;
+                let media = answer
+                    .as_deref()
+                    .and_then(|a| SessionDescription::parse_bytes(a).ok())
+                    .and_then(|sdp| negotiate(&sdp, &[codec], Direction::SendRecv).ok());
+                let Some(n) = media else {
+                    warn!(leg, "the PBX answered without usable SDP: hanging up");
+                    self.edge.bye_agent(LegRef(leg)).await;
+                    self.edge.reject_pbx(call, 488, None).await;
+                    self.outbound_end(leg);
+                    return None;
+                };
+                o.answered = true;
+                let _ = o
+                    .relay
+                    .send(Control::Configure(Leg::A, LegMedia::from(&n)))
+                    .await;
+                let _ = o.relay.send(Control::Bridge).await;
+                let sdp = o
+                    .operator_sdp
+                    .answer(&o.offer, &o.negotiated, o.operator_port);
+                info!(call = call.0, leg, "outbound call answered");
+                self.edge.answer_pbx(call, sdp.into_bytes()).await;
+            }
+            EdgeEvent::LegRefused { status, .. } => {
+                info!(call = call.0, status, "outbound call refused");
+                self.edge.reject_pbx(call, status, None).await;
+                self.outbound_end(leg);
+            }
+            EdgeEvent::LegUnreachable { .. } => {
+                info!(call = call.0, "outbound call: no answer from the trunk");
+                self.edge.reject_pbx(call, 408, None).await;
+                self.outbound_end(leg);
+            }
+            EdgeEvent::LegHungUp { .. } => {
+                info!(call = call.0, "outbound call: the PBX hung up");
+                self.edge.bye_pbx(call).await;
+                self.outbound_end(leg);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    async fn outbound_start(
+        &mut self,
+        call: CallRef,
+        user: &str,
+        number: &str,
+        offer: Option<&[u8]>,
+    ) {
+        let Some(offer) = offer.and_then(|o| SessionDescription::parse_bytes(o).ok()) else {
+            self.edge.reject_pbx(call, 488, None).await;
+            return;
+        };
+        let negotiated = match negotiate(&offer, &Codec::ALL, Direction::SendRecv) {
+            Ok(n) => n,
+            Err(e) => {
+                debug!(error = %e, "outbound call: no common codec with the operator");
+                self.edge.reject_pbx(call, 488, None).await;
+                return;
+            }
+        };
+        let (pbx, operator) = match (self.ports.allocate(), self.ports.allocate()) {
+            (Ok(p), Ok(a)) => (p, a),
+            _ => {
+                warn!("no free RTP ports: refusing the outbound call");
+                self.edge.reject_pbx(call, 503, None).await;
+                return;
+            }
+        };
+        let (pbx_port, operator_port) = (pbx.port(), operator.port());
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let config = RelayConfig {
+            a: None,
+            b: Some(LegMedia::from(&negotiated)),
+            seed: self.seed,
+        };
+        let (relay, task) = match relay::spawn(config, pbx, operator) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "cannot start the media relay");
+                self.edge.reject_pbx(call, 503, None).await;
+                return;
+            }
+        };
+        let ip = self.ports.ip();
+        let mut pbx_sdp = LocalSdp::new(self.seed >> 2, ip);
+        let codecs = [negotiated.payloads.codec];
+        let pbx_offer = pbx_sdp.offer_codecs(pbx_port, &codecs, Direction::SendRecv);
+        let agent = self.agent(user);
+        let was_available = agent
+            .and_then(|a| self.engine.router().agent_state(a))
+            .is_some_and(|(s, _)| matches!(s, AgentState::Available));
+        if let Some(agent) = agent {
+            let now = self.now();
+            self.engine.handle(
+                now,
+                Input::AgentRequest(Event::NotReady {
+                    agent,
+                    reason: NotReadyReason::User("outbound call".into()),
+                }),
+            );
+        }
+        let leg = FIRST_LEG + self.outbound.next;
+        self.outbound.next += 1;
+        self.outbound.by_call.insert(call.0, leg);
+        self.outbound.by_leg.insert(
+            leg,
+            Outbound {
+                call,
+                agent,
+                was_available,
+                relay,
+                task,
+                operator_port,
+                offer,
+                negotiated,
+                operator_sdp: LocalSdp::new((self.seed >> 2) ^ 1, ip),
+                answered: false,
+            },
+        );
+        debug!(call = call.0, leg, number, "placing an outbound call");
+        self.edge
+            .invite_trunk(LegRef(leg), number, user, pbx_offer.into_bytes())
+            .await;
+    }
+
+    /// Forgets the call, stops its media and gives the operator back to routing.
+    fn outbound_end(&mut self, leg: u64) {
+        let Some(o) = self.outbound.by_leg.remove(&leg) else {
+            return;
+        };
+        self.outbound.by_call.remove(&o.call.0);
+        if let (Some(agent), true) = (o.agent, o.was_available) {
+            let now = self.now();
+            self.engine
+                .handle(now, Input::AgentRequest(Event::Ready { agent }));
+        }
+        let relay = o.relay;
+        let task = o.task;
+        let call = o.call.0;
+        tokio::spawn(async move {
+            let _ = relay.send(Control::Stop).await;
+            if let Ok(report) = task.await {
+                info!(call, media = ?report, "outbound call media ended");
+            }
+        });
+    }
+}

@@ -1,0 +1,519 @@
+//! Issue 4, test 1 with linphone as the operator: the real `homeline` binary between SIPp
+//! playing the PBX (`tests/calls/sipp/pbx_talk.xml`, streaming 1 kHz) and linphone-daemon 5.1
+//! (liblinphone/belle-sip, a second softphone stack besides baresip) registered as `bob` with a
+//! SHA-256 digest, auto-answering and playing a 660 Hz WAV into the call
+//! (`incall-player-start`: the daemon has no sound card here, and sends only silence until it
+//! plays a file). What homeline sends from its RTP ports is captured on `lo` with `dumpcap`
+//! (`rtp_capture`) and decoded here: the PBX must get linphone's 660 Hz, linphone the PBX's
+//! 1 kHz.
+//!
+//! linphone-daemon is configured from `tests/sip/linphone/linphonerc.in` (as in `sip_edge.rs`)
+//! and driven over its control socket (`--pipe NAME` is the unix socket `/tmp/NAME`).
+//! Everything of the test stays in `target/tmp/sip_edge/call_linphone/`. It takes about 10 s;
+//! the peers come from `bash tests/run-all.sh`.
+
+// Each test file uses a part of the shared harness.
+#[allow(dead_code)]
+mod rtp_capture;
+#[allow(dead_code, unused_imports)]
+mod sip_harness;
+
+use rtp_capture::{Capture, Rtp};
+use sip_harness::{
+    AGENT_IP, Background, Homeline, Setup, fill, free_udp_block, repo, require, sip_dir,
+};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "demo-password";
+/// What the PBX sends.
+const PBX_HZ: f64 = 1000.0;
+/// What linphone sends.
+const OPERATOR_HZ: f64 = 660.0;
+/// homeline's music on hold.
+const MOH_HZ: f64 = 440.0;
+/// Share of the signal's energy a tone must have for a check to pass.
+const TONE_SHARE: f64 = 0.5;
+const WAIT: Duration = Duration::from_secs(8);
+/// How long the PBX streams after homeline answers it, then hangs up.
+const PBX_TALK_MS: u64 = 6000;
+
+fn write(path: &Path, contents: impl AsRef<[u8]>) {
+    std::fs::write(path, contents)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+// ---- audio ----
+
+/// `seconds` of a `hz` sine at 8 kHz, `amplitude` of full scale.
+fn tone(hz: f64, seconds: f64, amplitude: f64) -> Vec<i16> {
+    let n = (seconds * 8000.0) as usize;
+    (0..n)
+        .map(|i| {
+            let x = (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin();
+            (x * amplitude * 32767.0) as i16
+        })
+        .collect()
+}
+
+/// G.711 μ-law encoding of one sample (ITU-T G.711, with the usual bias of 0x84).
+fn ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let s = i32::from(sample);
+    let sign = if s < 0 { 0x80 } else { 0 };
+    let mag = s.abs().min(CLIP) + BIAS;
+    let exponent = (7 - (mag as u32).leading_zeros().saturating_sub(17)).min(7) as i32;
+    let mantissa = (mag >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) as u8 as i32 | mantissa) as u8
+}
+
+/// G.711 μ-law decoding of one byte.
+fn unulaw(byte: u8) -> i16 {
+    let u = !byte;
+    let exponent = i32::from((u >> 4) & 0x07);
+    let mantissa = i32::from(u & 0x0F);
+    let mag = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    (if u & 0x80 != 0 { -mag } else { mag }) as i16
+}
+
+/// G.711 A-law decoding of one byte (in case linphone picks PCMA).
+fn unalaw(byte: u8) -> i16 {
+    let a = byte ^ 0x55;
+    let exponent = i32::from((a >> 4) & 0x07);
+    let mantissa = i32::from(a & 0x0F);
+    let mag = match exponent {
+        0 => (mantissa << 4) + 8,
+        e => ((mantissa << 4) + 0x108) << (e - 1),
+    };
+    (if a & 0x80 != 0 { mag } else { -mag }) as i16
+}
+
+/// A WAV header for `data_len` bytes of `format` (1: PCM, 7: μ-law) at 8 kHz mono.
+fn wav_header(format: u16, bits: u16, data_len: usize) -> Vec<u8> {
+    let block = bits / 8;
+    let mut h = Vec::with_capacity(44);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data_len as u32).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&format.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&8000u32.to_le_bytes());
+    h.extend_from_slice(&(8000 * u32::from(block)).to_le_bytes());
+    h.extend_from_slice(&block.to_le_bytes());
+    h.extend_from_slice(&bits.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&(data_len as u32).to_le_bytes());
+    h
+}
+
+/// A μ-law WAV (what SIPp's `rtp_stream` sends as PT 0, header skipped).
+fn wav_ulaw(samples: &[i16]) -> Vec<u8> {
+    let mut w = wav_header(7, 8, samples.len());
+    w.extend(samples.iter().map(|&s| ulaw(s)));
+    w
+}
+
+/// A 16-bit PCM WAV (what linphone's in-call player reads).
+fn wav_s16(samples: &[i16]) -> Vec<u8> {
+    let mut w = wav_header(1, 16, samples.len() * 2);
+    for s in samples {
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    w
+}
+
+/// The share of the energy of `samples` (8 kHz) that is at `hz`: a Goertzel filter over
+/// 20 ms blocks, as in `calls.rs`.
+fn tone_share(samples: &[i16], hz: f64) -> f64 {
+    let block = 160;
+    let k = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
+    let (mut tone, mut total) = (0.0, 0.0);
+    for b in samples.chunks_exact(block) {
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in b {
+            let s0 = f64::from(x) + k * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        tone += (s1 * s1 + s2 * s2 - k * s1 * s2) * 2.0 / block as f64;
+        total += b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+    }
+    if total == 0.0 { 0.0 } else { tone / total }
+}
+
+fn rms(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+}
+
+/// Length, level and the share of each tone of this test, for failure messages.
+fn describe_audio(samples: &[i16]) -> String {
+    format!(
+        "{:.2} s, rms {:.0}, share at {PBX_HZ} Hz {:.2}, at {OPERATOR_HZ} Hz {:.2}, at {MOH_HZ} Hz {:.2}",
+        samples.len() as f64 / 8000.0,
+        rms(samples),
+        tone_share(samples, PBX_HZ),
+        tone_share(samples, OPERATOR_HZ),
+        tone_share(samples, MOH_HZ),
+    )
+}
+
+/// The audio of G.711 packets (PT 0 or 8), in capture order.
+fn g711_audio<'a>(packets: impl IntoIterator<Item = &'a Rtp>) -> Vec<i16> {
+    packets
+        .into_iter()
+        .flat_map(|p| -> Vec<i16> {
+            match p.pt {
+                0 => p.payload.iter().map(|&b| unulaw(b)).collect(),
+                8 => p.payload.iter().map(|&b| unalaw(b)).collect(),
+                _ => Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Where homeline sent the PBX leg's (`a`) and the operator leg's (`b`) RTP: the
+/// `remote_rtp` addresses of a relay report (its Debug text).
+fn relay_remotes(report: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let remote = |text: &str| -> Option<SocketAddr> {
+        let at = text.find("remote_rtp: Some(")? + "remote_rtp: Some(".len();
+        let end = text[at..].find(')')? + at;
+        text[at..end].parse().ok()
+    };
+    match (report.find("a: LegReport"), report.find("b: LegReport")) {
+        (Some(a), Some(b)) => (remote(&report[a..b]), remote(&report[b..])),
+        _ => (None, None),
+    }
+}
+
+/// `packets`, `forwarded` of the PBX leg (`a`) and the operator leg (`b`) of a relay report.
+fn relay_counts(report: &str) -> Option<((u64, u64), (u64, u64))> {
+    let number = |text: &str, key: &str| -> Option<u64> {
+        let at = text.find(&format!("{key}: "))? + key.len() + 2;
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    let leg = |t: &str| Some((number(t, "packets")?, number(t, "forwarded")?));
+    let a = report.find("a: LegReport")?;
+    let b = report.find("b: LegReport")?;
+    if a < b {
+        Some((leg(&report[a..b])?, leg(&report[b..])?))
+    } else {
+        Some((leg(&report[a..])?, leg(&report[b..a])?))
+    }
+}
+
+// ---- linphone-daemon ----
+
+/// linphone-daemon registered at homeline, auto-answering, driven over its control socket;
+/// killed (and its socket removed) when dropped.
+struct Linphone {
+    process: Background,
+    socket: PathBuf,
+    ctrl: Option<UnixStream>,
+}
+
+impl Linphone {
+    fn start(h: &Homeline, user: &str) -> Linphone {
+        require("linphone-daemon", "linphone-cli");
+        let home = h.dir.join("linphone-home");
+        // Without ~/.local/share/linphone the database cannot open and SIP never starts.
+        for d in [".local/share/linphone", ".config", "run/pulse"] {
+            std::fs::create_dir_all(home.join(d))
+                .unwrap_or_else(|e| panic!("cannot create {d} in linphone's home: {e}"));
+        }
+        let (rtp_min, rtp_max) = sip_harness::rtp_range();
+        let (video_min, video_max) = sip_harness::rtp_range();
+        let template = sip_dir().join("linphone/linphonerc.in");
+        let rc = fill(
+            &std::fs::read_to_string(&template)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", template.display())),
+            &[
+                ("AGENT_IP", AGENT_IP.to_string()),
+                ("SIP_PORT", free_udp_block(AGENT_IP, 1).to_string()),
+                ("RTP_PORT_MIN", rtp_min.to_string()),
+                ("RTP_PORT_MAX", rtp_max.to_string()),
+                ("VIDEO_PORT_MIN", video_min.to_string()),
+                ("VIDEO_PORT_MAX", video_max.to_string()),
+                ("USER", user.to_string()),
+                ("REGISTRAR", h.addr()),
+                ("PASSWORD", PASSWORD.to_string()),
+                ("EXPIRES", "60".to_string()),
+            ],
+        );
+        // The daemon rewrites its --config: a fresh copy each run.
+        let rc_path = h.dir.join("linphonerc");
+        write(&rc_path, rc);
+        // `--pipe NAME` listens on /tmp/NAME.
+        let pipe = format!("homeline-test-linphone-{}", std::process::id());
+        let socket = Path::new("/tmp").join(&pipe);
+        let _ = std::fs::remove_file(&socket);
+        let mut cmd = Command::new("linphone-daemon");
+        cmd.arg("--config")
+            .arg(&rc_path)
+            .arg("--pipe")
+            .arg(&pipe)
+            .arg("--auto-answer")
+            .arg("--disable-stats-events")
+            .arg("--log")
+            .arg(h.dir.join("linphone-daemon.log"))
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("PULSE_RUNTIME_PATH", home.join("run/pulse"));
+        // The daemon crashes when its stdin closes: keep it open.
+        let process = Background::start("linphone-daemon", cmd, h.dir.join("linphone.out"), true);
+        let mut l = Linphone {
+            process,
+            socket,
+            ctrl: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match UnixStream::connect(&l.socket) {
+                Ok(s) => {
+                    l.ctrl = Some(s);
+                    break;
+                }
+                Err(e) => {
+                    if Instant::now() >= deadline || l.process.exited().is_some() {
+                        panic!(
+                            "cannot reach linphone-daemon's socket {}: {e}\n{}",
+                            l.socket.display(),
+                            l.process.report()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        l
+    }
+
+    /// Sends one command; its response (read until 300 ms of silence, 5 s at most).
+    fn command(&mut self, command: &str) -> String {
+        let s = self.ctrl.as_mut().expect("linphone control socket");
+        s.write_all(format!("{command}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("cannot send `{command}` to linphone-daemon: {e}"));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Waits until `call-status` says `text` (e.g. `LinphoneCallStreamsRunning`); the
+    /// daemon's events do not reach its stdout (buffered) while it is driven over `--pipe`.
+    fn wait_call_status(&mut self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.command("call-status").contains(text) {
+                return true;
+            }
+            if Instant::now() >= deadline || self.process.exited().is_some() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn report(&mut self) -> String {
+        self.process.report()
+    }
+}
+
+impl Drop for Linphone {
+    fn drop(&mut self) {
+        self.ctrl = None;
+        self.process.kill();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+// ---- the test ----
+
+#[test]
+fn linphone_operator_answers_a_call_with_audio_both_ways() {
+    require("sipp", "sip-tester");
+    let started = Instant::now();
+    let calls = repo().join("tests/calls");
+    let agents = format!(
+        "[[agent]]\nname = \"bob\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
+         ready_on_register = true\n"
+    );
+    let mut h = Homeline::start(
+        "call_linphone",
+        Setup::default()
+            // linphone answers either; SHA-256 first, as it prefers.
+            .sip("digest_algorithms", r#"["SHA-256", "MD5"]"#)
+            .template(calls.join("homeline.toml.in"))
+            .value("STRATEGY", "longest-idle")
+            .value("RING_TIMEOUT", "15s")
+            .value("WRAP_UP", "0s")
+            .value("AGENTS", &agents),
+    );
+    // SIPp's rtp_stream wants G.711 already encoded; it runs in homeline's directory.
+    write(
+        &h.dir.join("tone1k_ulaw.wav"),
+        wav_ulaw(&tone(PBX_HZ, 3.0, 0.5)),
+    );
+    // linphone's player does not loop: longer than the call.
+    let operator_wav = h.dir.join("tone660_s16.wav");
+    write(&operator_wav, wav_s16(&tone(OPERATOR_HZ, 30.0, 0.5)));
+
+    let mut bob = Linphone::start(&h, "bob");
+    let registered = h
+        .logs
+        .wait_for(0, Duration::from_secs(10), |l| {
+            l.is("registered", &[("user", "bob")])
+        })
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| {
+            panic!(
+                "linphone did not register as bob within 10 s\n{}\n{}",
+                bob.report(),
+                h.report()
+            )
+        });
+    eprintln!(
+        "linphone registered with {}",
+        registered.field("algorithm").unwrap_or_default()
+    );
+    h.expect_event(
+        0,
+        WAIT,
+        "operator state",
+        &[("agent", "bob"), ("state", "available")],
+    );
+
+    let capture = Capture::start(&h, "call");
+    let from = h.logs.len();
+    let pbx = h
+        .sipp_in(&calls.join("sipp"), "pbx_talk.xml")
+        .service("8000")
+        .arg("-d")
+        .arg(&PBX_TALK_MS.to_string())
+        .start(1);
+    h.expect_event(
+        from,
+        WAIT,
+        "operator state",
+        &[("agent", "bob"), ("state", "on_call")],
+    );
+    if !bob.wait_call_status("StreamsRunning", WAIT) {
+        panic!(
+            "linphone's streams did not start after it answered\n{}\n{}",
+            bob.report(),
+            h.report()
+        );
+    }
+    let played = bob.command(&format!("incall-player-start {}", operator_wav.display()));
+    assert!(
+        played.contains("Status: Ok"),
+        "linphone-daemon refused incall-player-start: {played}\n{}",
+        bob.report()
+    );
+    pbx.wait(&mut h);
+    let packets = capture.stop();
+
+    let line = h
+        .logs
+        .wait_for(from, WAIT, |l| {
+            l.is("call outcome", &[("queue", "support")])
+        })
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| panic!("no call outcome\n{}", h.report()));
+    let outcome = line.field("outcome").unwrap_or_default();
+    assert!(
+        outcome.starts_with("Answered"),
+        "the call's outcome: {}\n{}",
+        line.raw,
+        h.report()
+    );
+    let media = h
+        .logs
+        .wait_for(from, WAIT, |l| l.is("call media ended", &[]))
+        .map(|(_, l)| l.field("media").unwrap_or_default())
+        .unwrap_or_else(|| panic!("no \"call media ended\"\n{}", h.report()));
+    let counts = relay_counts(&media);
+    // Where homeline sent each leg's media: the PBX's and linphone's RTP sockets.
+    let (to_pbx_addr, to_operator_addr) = relay_remotes(&media);
+    let sent_to =
+        |p: &Rtp, to: Option<SocketAddr>| to.is_some_and(|a| a == SocketAddr::from(p.dst));
+    let to_operator: Vec<&Rtp> = packets
+        .iter()
+        .filter(|p| sent_to(p, to_operator_addr))
+        .collect();
+    let first_to_operator = packets.iter().position(|p| sent_to(p, to_operator_addr));
+    // Bridged: what the PBX got once homeline sent anything to the operator (before, music
+    // on hold).
+    let bridged_to_pbx: Vec<&Rtp> = match first_to_operator {
+        Some(i) => packets[i..]
+            .iter()
+            .filter(|p| sent_to(p, to_pbx_addr))
+            .collect(),
+        None => Vec::new(),
+    };
+    let heard_operator = g711_audio(to_operator.iter().copied());
+    let heard_pbx = g711_audio(bridged_to_pbx.iter().copied());
+    let mut pts: Vec<u8> = packets.iter().map(|p| p.pt).collect();
+    pts.sort_unstable();
+    pts.dedup();
+    let summary = format!(
+        "capture: {} RTP packets from homeline (payload types {pts:?}), {} to linphone at \
+         {to_operator_addr:?} ({}), {} to the PBX at {to_pbx_addr:?} once bridged ({}); relay \
+         (packets, forwarded) PBX leg / operator leg: {counts:?}",
+        packets.len(),
+        to_operator.len(),
+        describe_audio(&heard_operator),
+        bridged_to_pbx.len(),
+        describe_audio(&heard_pbx),
+    );
+    eprintln!("{summary}");
+    let ((a_packets, a_forwarded), (b_packets, b_forwarded)) =
+        counts.unwrap_or_else(|| panic!("cannot read the relay report: {media}\n{}", h.report()));
+    assert!(
+        a_packets >= 100 && a_forwarded >= 100 && b_packets >= 100 && b_forwarded >= 100,
+        "RTP did not flow both ways through the relay: {summary}\nrelay report: {media}"
+    );
+    assert!(
+        to_operator.len() >= 100 && tone_share(&heard_operator, PBX_HZ) >= TONE_SHARE,
+        "linphone did not get the PBX's {PBX_HZ} Hz: {summary}\n{}\n{}",
+        bob.report(),
+        h.report()
+    );
+    assert!(
+        bridged_to_pbx.len() >= 100 && tone_share(&heard_pbx, OPERATOR_HZ) >= TONE_SHARE,
+        "the PBX did not get linphone's {OPERATOR_HZ} Hz: {summary}\n{}\n{}",
+        bob.report(),
+        h.report()
+    );
+    assert!(
+        bob.process.exited().is_none(),
+        "linphone-daemon stopped: {}",
+        bob.report()
+    );
+    let took = started.elapsed();
+    eprintln!("took {took:?}");
+    assert!(took < Duration::from_secs(40), "the test took {took:?}");
+}

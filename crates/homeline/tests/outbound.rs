@@ -1,0 +1,192 @@
+//! Operators' own calls out through the trunk, end to end: the real `homeline` binary between
+//! a SIPp operator (registered, digest) dialling 0612345678 and a SIPp PBX listening on the
+//! trunk's address. The PBX checks the request-URI number and the trunk's caller id in From,
+//! challenges once with 401 and verifies the trunk credentials, answers 180 then 200 with SDP;
+//! both sides send RTP; the operator hangs up and the PBX must get the BYE.
+//!
+//! Files: `tests/calls/sipp/{operator_register,operator_outbound,pbx_outbound_uas}.xml`,
+//! `tests/calls/homeline_outbound.toml.in`.
+
+#[allow(dead_code, unused_imports)]
+mod sip_harness;
+
+use sip_harness::{AGENT_IP, HOMELINE_IP, Homeline, Setup, Sipp, free_port_pair, repo, require};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "demo-password";
+const WAIT: Duration = Duration::from_secs(8);
+
+fn sipp_dir() -> PathBuf {
+    repo().join("tests/calls/sipp")
+}
+
+/// Three seconds of a `hz` tone as a µ-law WAV (8 kHz mono).
+fn wav_ulaw(hz: f64) -> Vec<u8> {
+    let data: Vec<u8> = (0..24_000)
+        .map(|i| {
+            let s = (2.0 * std::f64::consts::PI * hz * f64::from(i) / 8000.0).sin() * 16_000.0;
+            ulaw(s as i16)
+        })
+        .collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(50 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&18u32.to_le_bytes());
+    out.extend_from_slice(&7u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&8u16.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(b"fact");
+    out.extend_from_slice(&4u32.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+fn ulaw(sample: i16) -> u8 {
+    let mut s = i32::from(sample);
+    let sign = if s < 0 { 0x80 } else { 0 };
+    if s < 0 {
+        s = -s;
+    }
+    s = (s + 0x84).min(0x7FFF);
+    let mut exp = 7;
+    while exp > 0 && s & (0x4000 >> (7 - exp)) == 0 {
+        exp -= 1;
+    }
+    let mantissa = (s >> (exp + 3)) & 0x0F;
+    !(sign | (exp << 4) as u8 | mantissa as u8)
+}
+
+/// The `forwarded` counters of legs A (from the PBX) and B (from the operator) in the relay
+/// report.
+fn forwarded(report: &str) -> Vec<u64> {
+    report
+        .split(" forwarded: ")
+        .skip(1)
+        .filter_map(|s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn an_operator_calls_out_through_the_trunk_with_its_caller_id_and_credentials() {
+    require("sipp", "sip-tester");
+    let pbx_port = free_port_pair(HOMELINE_IP);
+    let dir = sip_harness::test_dir("outbound_pbx");
+    std::fs::write(dir.join("tone1k_ulaw.wav"), wav_ulaw(1000.0)).expect("write the PBX's WAV");
+    let mut pbx = Sipp::uas("pbx_outbound_uas.xml", &dir, 0)
+        .scenario_dir(&sipp_dir())
+        .arg("-m")
+        .arg("1")
+        .spawn(pbx_port);
+    let agents = format!(
+        "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
+         ready_on_register = true\n"
+    );
+    let mut h = Homeline::start(
+        "outbound",
+        Setup::default()
+            .sip("digest_algorithms", r#"["MD5"]"#)
+            .template(repo().join("tests/calls/homeline_outbound.toml.in"))
+            .pbx(pbx_port, "0s")
+            .trunk_credentials("homeline", "trunk-secret")
+            .value("STRATEGY", "longest-idle")
+            .value("RING_TIMEOUT", "15s")
+            .value("WRAP_UP", "0s")
+            .value("AGENTS", &agents),
+    );
+    std::fs::write(h.dir.join("tone660_ulaw.wav"), wav_ulaw(660.0))
+        .expect("write the operator's WAV");
+    let register = h
+        .sipp_in(&sipp_dir(), "operator_register.xml")
+        .source_ip(AGENT_IP)
+        .service("alice")
+        .auth("alice", PASSWORD)
+        .start(1);
+    h.expect_event(
+        0,
+        WAIT,
+        "operator state",
+        &[("agent", "alice"), ("state", "available")],
+    );
+    h.sipp_in(&sipp_dir(), "operator_outbound.xml")
+        .source_ip(AGENT_IP)
+        .service("0612345678")
+        .arg("-key")
+        .arg("user")
+        .arg("alice")
+        .auth("alice", PASSWORD)
+        .run(&mut h);
+    drop(register);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = pbx.exited() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the PBX's scenario did not end (no BYE?)\n{}\n{}",
+            pbx.output(),
+            h.report()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "the PBX's scenario failed (number, caller id, credentials or BYE)\n{}\n{}",
+        pbx.output(),
+        h.report()
+    );
+    h.expect_event(0, WAIT, "outbound call media ended", &[]);
+    let report = h
+        .logs
+        .matching(|l| l.is("outbound call media ended", &[]))
+        .first()
+        .and_then(|l| l.field("media"))
+        .unwrap_or_default();
+    println!("relay report: {report}");
+    let counts = forwarded(&report);
+    assert!(
+        counts.len() >= 2 && counts[0] > 50 && counts[1] > 50,
+        "RTP should flow both ways (forwarded from the PBX, from the operator: {counts:?})\n{report}"
+    );
+    assert!(
+        h.logs
+            .matching(|l| l.is(
+                "operator state",
+                &[("agent", "alice"), ("state", "not_ready")]
+            ))
+            .len()
+            == 1,
+        "alice should be Not Ready during her call\n{}",
+        h.report()
+    );
+    let available = |lines: &[sip_harness::LogLine]| {
+        lines
+            .iter()
+            .filter(|l| {
+                l.is(
+                    "operator state",
+                    &[("agent", "alice"), ("state", "available")],
+                )
+            })
+            .count()
+            >= 2
+    };
+    assert!(
+        h.logs.wait_until(WAIT, available),
+        "alice should be Available again after her call\n{}",
+        h.report()
+    );
+}
