@@ -1262,7 +1262,11 @@ fn fifty_simultaneous_calls_are_all_answered_with_media_both_ways() {
     );
     let ops: Vec<RunningSipp> = names
         .iter()
-        .map(|n| operator(&h, n, "operator_answer.xml", Duration::from_secs(45)))
+        .map(|n| {
+            // Staggered: each SIPp takes ports found free a moment before; fifty at once race.
+            std::thread::sleep(Duration::from_millis(30));
+            operator(&h, n, "operator_answer.xml", Duration::from_secs(45))
+        })
         .collect();
     expect_available_within(&mut h, 0, &names, Duration::from_secs(25));
     let from = h.logs.len();
