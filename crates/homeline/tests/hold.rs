@@ -17,6 +17,9 @@
 #[allow(dead_code, unused_imports)]
 mod sip_harness;
 
+mod audio;
+use audio::*;
+
 #[allow(dead_code)]
 mod rtp_capture;
 
@@ -116,75 +119,6 @@ fn expect_no_sipp_errors(ops: &RunningSipp, h: &mut Homeline) {
     );
 }
 
-fn tone(hz: f64, seconds: f64, amplitude: f64) -> Vec<i16> {
-    let n = (seconds * 8000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let x = (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin();
-            (x * amplitude * 32767.0) as i16
-        })
-        .collect()
-}
-
-/// G.711 μ-law encoding of one sample.
-fn ulaw(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32635;
-    let s = i32::from(sample);
-    let sign = if s < 0 { 0x80 } else { 0 };
-    let mag = s.abs().min(CLIP) + BIAS;
-    let exponent = (7 - (mag as u32).leading_zeros().saturating_sub(17)).min(7) as i32;
-    let mantissa = (mag >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) as u8 as i32 | mantissa) as u8
-}
-
-/// G.711 μ-law decoding of one byte.
-fn unulaw(byte: u8) -> i16 {
-    let u = !byte;
-    let exponent = i32::from((u >> 4) & 0x07);
-    let mantissa = i32::from(u & 0x0F);
-    let mag = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-    (if u & 0x80 != 0 { -mag } else { mag }) as i16
-}
-
-/// A μ-law WAV at 8 kHz mono (what SIPp's `rtp_stream` sends as PT 0).
-fn wav_ulaw(samples: &[i16]) -> Vec<u8> {
-    let data_len = samples.len() as u32;
-    let mut w = Vec::with_capacity(44 + samples.len());
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data_len).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&7u16.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&8u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&data_len.to_le_bytes());
-    w.extend(samples.iter().map(|&s| ulaw(s)));
-    w
-}
-
-/// Share of the energy of `samples` (8 kHz) at `hz` (Goertzel over 20 ms blocks).
-fn tone_share(samples: &[i16], hz: f64) -> f64 {
-    let block = 160;
-    let k = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
-    let (mut tone, mut total) = (0.0, 0.0);
-    for b in samples.chunks_exact(block) {
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in b {
-            let s0 = f64::from(x) + k * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        tone += (s1 * s1 + s2 * s2 - k * s1 * s2) * 2.0 / block as f64;
-        total += b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
-    }
-    if total == 0.0 { 0.0 } else { tone / total }
-}
-
 fn audio(packets: &[&Rtp]) -> Vec<i16> {
     packets
         .iter()
@@ -229,7 +163,7 @@ fn expect_hold_window(what: &str, to: &[&Rtp], talk_hz: f64, context: &str) {
         .filter(|p| p.ssrc == relayed)
         .copied()
         .collect();
-    let share = |ps: &[&Rtp], hz| tone_share(&audio(ps), hz);
+    let share = |ps: &[&Rtp], hz| tone_share(&audio(ps), 8000, hz);
     let summary = format!(
         "{what}: {} packets relayed before the hold ({:.2} at {talk_hz} Hz), {} of music on \
          hold ({:.2} at 440 Hz), {} relayed after ({:.2} at {talk_hz} Hz)",
