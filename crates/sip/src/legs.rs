@@ -15,6 +15,7 @@
 
 use crate::agent::{AgentLeg, LegPhase};
 use crate::edge::{Shared, lock};
+use crate::outbound::OutboundFrom;
 use crate::pbx::{PbxCall, PbxPhase};
 use crate::sipmsg;
 use crate::{SipEdge, agent, pbx};
@@ -250,13 +251,20 @@ impl SipEdge {
         agent::invite(&self.shared, leg.0, user, sdp, caller);
     }
 
-    /// INVITEs `number` through the first configured trunk with `sdp` on leg `leg` (an
-    /// operator's outbound call, see `outbound`): From is the trunk's caller id, else
-    /// `user`. Progress comes back as `LegRinging`, `LegAnswered`, `LegRefused` (with the
+    /// INVITEs `number` through trunk `trunk` (`None`: the first configured one) with `sdp`
+    /// on leg `leg` (an operator's outbound call, or a caller transferred or overflowed to an
+    /// outside number; see `outbound`): From as [`OutboundFrom`] says. Progress comes back as `LegRinging`, `LegAnswered`, `LegRefused` (with the
     /// PBX's final status) or `LegUnreachable` (no response, no usable trunk); the PBX
     /// hanging up as `LegHungUp`. `cancel_agent` and `bye_agent` end it.
-    pub async fn invite_trunk(&self, leg: LegRef, number: &str, user: &str, sdp: Vec<u8>) {
-        crate::outbound::invite(&self.shared, leg.0, number, user, sdp);
+    pub async fn invite_trunk(
+        &self,
+        leg: LegRef,
+        trunk: Option<&str>,
+        number: &str,
+        from: OutboundFrom<'_>,
+        sdp: Vec<u8>,
+    ) {
+        crate::outbound::invite(&self.shared, leg.0, trunk, number, from, sdp);
     }
 
     /// CANCELs an unanswered operator leg: the `487` comes back as `LegRefused`. If the

@@ -52,3 +52,4 @@ pub mod trunks;
 pub use edge::{ALLOW, EdgeError, EdgeSettings, SipEdge, UserSecret};
 pub use legs::{CallRef, EVENTS_CAPACITY, EdgeEvent, LegRef};
 pub use operator_calls::{Feature, FeatureCodes};
+pub use outbound::OutboundFrom;

@@ -2,9 +2,10 @@
 //!
 //! The operator's INVITE is held like a PBX's (see `operator_calls`, [`EdgeEvent::Outbound`]);
 //! the runtime then places this leg with [`crate::SipEdge::invite_trunk`]. It goes to the
-//! **first configured trunk** (the trunk list's order; a per-operator trunk comes later):
+//! trunk the runtime names (else the first configured trunk):
 //! `INVITE sip:NUMBER@<pbx ip:port>` sent to the trunk's PBX address, From
-//! `<sip:CALLERID@domain>` with the trunk's `caller_id` (else the operator's name). One
+//! `<sip:CALLERID@domain>` with the trunk's `caller_id` (else the operator's name) or, for a
+//! caller passed on by a transfer or overflow, the caller's own number. One
 //! `401`/`407` is answered with the trunk's credentials (a new INVITE, CSeq 2, same Call-ID
 //! and From tag). Only UDP trunks are served yet: a TCP trunk makes the leg unreachable.
 //!
@@ -39,15 +40,32 @@ struct Plan {
     credentials: Option<(String, String)>,
 }
 
-/// Places leg `leg`: an INVITE for `number` through the first trunk, with `sdp`; `user` is
-/// the operator (caller id when the trunk has none). Progress comes back as `Leg*` events.
-pub(crate) fn invite(sh: &Arc<Shared>, leg: u64, number: &str, user: &str, sdp: Vec<u8>) {
+/// Who an outbound leg presents itself as (the From user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundFrom<'a> {
+    /// An operator's own call: the trunk's `caller_id`, else the operator's name.
+    Operator(&'a str),
+    /// A caller passed on (a transfer or an overflow to an outside number): the caller's own
+    /// number, so the target sees who is calling.
+    Caller(&'a str),
+}
+
+/// Places leg `leg`: an INVITE for `number` through trunk `trunk` (`None`: the first
+/// configured trunk), with `sdp`, From as `from` says. Progress comes back as `Leg*` events.
+pub(crate) fn invite(
+    sh: &Arc<Shared>,
+    leg: u64,
+    trunk: Option<&str>,
+    number: &str,
+    from: OutboundFrom<'_>,
+    sdp: Vec<u8>,
+) {
     if sh.calls.lock().legs.contains_key(&leg) {
         tracing::warn!(leg, "invite_trunk for a leg that is already live: ignored");
         return;
     }
     let sh = sh.clone();
-    match plan(&sh, number, user, sdp) {
+    match plan(&sh, trunk, number, from, sdp) {
         Ok(plan) => {
             tokio::spawn(run(plan, sh, leg));
         }
@@ -61,8 +79,22 @@ pub(crate) fn invite(sh: &Arc<Shared>, leg: u64, number: &str, user: &str, sdp: 
     }
 }
 
-fn plan(sh: &Shared, number: &str, user: &str, sdp: Vec<u8>) -> Result<Plan, &'static str> {
-    let trunk = sh.settings.trunks.first().ok_or("no trunk")?;
+fn plan(
+    sh: &Shared,
+    trunk: Option<&str>,
+    number: &str,
+    from: OutboundFrom<'_>,
+    sdp: Vec<u8>,
+) -> Result<Plan, &'static str> {
+    let trunk = match trunk {
+        None => sh.settings.trunks.first().ok_or("no trunk")?,
+        Some(name) => sh
+            .settings
+            .trunks
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or("no such trunk")?,
+    };
     if trunk.transport != TrunkTransport::Udp {
         return Err("outbound calls over a TCP trunk are not supported yet");
     }
@@ -71,7 +103,10 @@ fn plan(sh: &Shared, number: &str, user: &str, sdp: Vec<u8>) -> Result<Plan, &'s
         .ok_or("no UDP listener for the trunk")?;
     let dest = SipAddr::new(rsipstack::sip::Transport::Udp, trunk.pbx.into());
     let target = sipmsg::user_uri(number, &trunk.pbx.to_string()).ok_or("bad number")?;
-    let caller = trunk.caller_id.as_deref().unwrap_or(user);
+    let caller = match from {
+        OutboundFrom::Operator(user) => trunk.caller_id.as_deref().unwrap_or(user),
+        OutboundFrom::Caller(number) => number,
+    };
     let from_uri = sipmsg::user_uri(caller, &sh.settings.domain).ok_or("bad domain")?;
     let from = typed::From {
         display_name: None,

@@ -22,7 +22,7 @@ use homeline_engine::routing::{AgentId, AgentState, Event, NotReadyReason};
 use homeline_media::codec::Codec;
 use homeline_media::relay::{self, Control, Leg, LegMedia, RelayConfig, RelayHandle};
 use homeline_media::sdp::{Direction, LocalSdp, Negotiated, SessionDescription, negotiate};
-use homeline_sip::{CallRef, EdgeEvent, LegRef};
+use homeline_sip::{CallRef, EdgeEvent, LegRef, OutboundFrom};
 use std::collections::HashMap;
 use tracing::{debug, info, warn};
 
@@ -233,7 +233,13 @@ impl Calls {
         );
         debug!(call = call.0, leg, number, "placing an outbound call");
         self.edge
-            .invite_trunk(LegRef(leg), number, user, pbx_offer.into_bytes())
+            .invite_trunk(
+                LegRef(leg),
+                None,
+                number,
+                OutboundFrom::Operator(user),
+                pbx_offer.into_bytes(),
+            )
             .await;
     }
 
