@@ -5,7 +5,7 @@ use homeline_routing::{
     RejectReason, Router, Time,
 };
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// An operator leg (one INVITE towards one operator).
@@ -54,6 +54,16 @@ pub enum Input {
     /// The operator of the connected leg `leg` transferred the call to `queue` (blind
     /// transfer, REFER): the call is re-queued, the PBX leg stays answered.
     AgentTransfer { leg: LegId, queue: QueueId },
+    /// The operator of the connected leg `leg` transferred the call to an outside `number`
+    /// (blind transfer, REFER): an outside leg is placed (see [`Output::CallOutside`]).
+    AgentTransferOut { leg: LegId, number: Arc<str> },
+    /// The outside leg answered (`200`).
+    OutsideAnswered { leg: LegId },
+    /// The outside leg failed with `status` (a final response, `408` no answer, `480`
+    /// unreachable).
+    OutsideFailed { leg: LegId, status: u16 },
+    /// The answered outside leg hung up.
+    OutsideHungUp { leg: LegId },
 }
 
 /// What the runtime must do.
@@ -93,14 +103,25 @@ pub enum Output {
     /// The answered call left its operator and waits in a queue again (transfer): stop
     /// relaying and play music on hold to the PBX until `Bridge`.
     Requeued { call: CallId },
-    /// The outcome of `AgentTransfer` on `leg`: `ok`, the call is re-queued and the leg is
-    /// no longer the engine's (the runtime reports success to the operator and ends the leg
-    /// if the operator does not); else nothing changed.
-    TransferResult { leg: LegId, ok: bool },
+    /// The outcome of `AgentTransfer` or `AgentTransferOut` on `leg`, as a SIP status for
+    /// the REFER's NOTIFY: a `2xx`, the call left the operator and the leg is no longer the
+    /// engine's (the runtime reports success to the operator and ends the leg if the
+    /// operator does not); else the call stays with the operator (or, for an outside target,
+    /// whatever [`Input::OutsideFailed`] says).
+    TransferResult { leg: LegId, status: u16 },
+    /// Place outside leg `leg` for `call` to `number` through the call's trunk, with the
+    /// operator side's media (the PBX side hears music on hold meanwhile): progress comes
+    /// back as `Outside*` inputs. An unanswered leg is ended with `CancelAgent`, an
+    /// answered one with `HangUpAgent`; `Bridge` connects it.
+    CallOutside {
+        call: CallId,
+        leg: LegId,
+        number: Arc<str>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LegState {
+pub(crate) enum LegState {
     Inviting,
     Ringing,
     /// CANCEL sent; waiting for the final response.
@@ -109,34 +130,44 @@ enum LegState {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Leg {
-    call: CallId,
-    agent: AgentId,
-    state: LegState,
+pub(crate) struct Leg {
+    pub(crate) call: CallId,
+    pub(crate) agent: AgentId,
+    pub(crate) state: LegState,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pbx {
+pub(crate) enum Pbx {
     /// Not answered yet.
     Proceeding,
     Answered,
 }
 
 #[derive(Debug)]
-struct Call {
-    pbx: Pbx,
+pub(crate) struct Call {
+    pub(crate) pbx: Pbx,
     /// The connected operator leg, if any.
-    connected: Option<LegId>,
+    pub(crate) connected: Option<LegId>,
+    /// The queue the call was last in (for a return after a failed outside transfer).
+    pub(crate) queue: QueueId,
+    /// The outside leg (transfer or overflow to a number), while there is one.
+    pub(crate) outside: Option<crate::outside::Outside>,
 }
 
 /// The call path. See the crate documentation.
 #[derive(Debug)]
 pub struct Engine<R> {
-    router: Router<R>,
-    calls: FxHashMap<CallId, Call>,
-    legs: FxHashMap<LegId, Leg>,
-    next_leg: u64,
-    out: VecDeque<Output>,
+    pub(crate) router: Router<R>,
+    pub(crate) calls: FxHashMap<CallId, Call>,
+    pub(crate) legs: FxHashMap<LegId, Leg>,
+    /// Outside legs, to their calls.
+    pub(crate) outside: FxHashMap<LegId, CallId>,
+    /// Unanswered outside legs' no-answer deadlines.
+    pub(crate) outside_deadlines: BTreeSet<(Time, LegId)>,
+    pub(crate) next_leg: u64,
+    pub(crate) out: VecDeque<Output>,
+    /// The `now` of the input being applied.
+    pub(crate) now: Time,
 }
 
 impl<R: Entropy> Engine<R> {
@@ -146,8 +177,11 @@ impl<R: Entropy> Engine<R> {
             router,
             calls: FxHashMap::default(),
             legs: FxHashMap::default(),
+            outside: FxHashMap::default(),
+            outside_deadlines: BTreeSet::new(),
             next_leg: 1,
             out: VecDeque::new(),
+            now: Time::ZERO,
         }
     }
 
@@ -166,19 +200,27 @@ impl<R: Entropy> Engine<R> {
         self.out.pop_front()
     }
 
-    /// The next deadline (the routing core's).
+    /// The next deadline (the routing core's, or an outside leg's no-answer deadline).
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.router.poll_timeout()
+        let outside = self.outside_deadlines.first().map(|&(t, _)| t);
+        match (self.router.poll_timeout(), outside) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires deadlines up to `now`.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.now = now;
         self.router.handle_timeout(now);
+        self.drain_router();
+        self.outside_timeouts(now);
         self.drain_router();
     }
 
     /// Applies one input.
     pub fn handle(&mut self, now: Time, input: Input) {
+        self.now = now;
         match input {
             Input::Inbound {
                 call,
@@ -194,6 +236,8 @@ impl<R: Entropy> Engine<R> {
                     Call {
                         pbx: Pbx::Proceeding,
                         connected: None,
+                        queue,
+                        outside: None,
                     },
                 );
                 let ev = Event::CallArrived {
@@ -222,6 +266,7 @@ impl<R: Entropy> Engine<R> {
             }
             Input::PbxGone { call } => {
                 // The PBX side is gone: nothing more to send it.
+                self.drop_outside(call, 487);
                 if let Some(c) = self.calls.get(&call) {
                     let connected = c.connected;
                     let _ = self.router.handle(now, Event::CallerHungUp { call });
@@ -265,10 +310,18 @@ impl<R: Entropy> Engine<R> {
                     && l.state == LegState::Connected
                 {
                     let _ = self.router.handle(now, Event::CallEnded { call: l.call });
+                    let mut waits_outside = false;
                     if let Some(c) = self.calls.get_mut(&l.call) {
                         c.connected = None;
+                        // A transfer to an outside number goes on without its operator.
+                        if let Some(o) = &mut c.outside {
+                            o.transferor = None;
+                            waits_outside = true;
+                        }
                     }
-                    self.end_pbx(l.call, 480);
+                    if !waits_outside {
+                        self.end_pbx(l.call, 480);
+                    }
                 }
             }
             Input::AgentOnline { agent, ready } => {
@@ -281,6 +334,10 @@ impl<R: Entropy> Engine<R> {
                 let _ = self.router.handle(now, ev);
             }
             Input::AgentTransfer { leg, queue } => self.transfer(now, leg, queue),
+            Input::AgentTransferOut { leg, number } => self.transfer_out(now, leg, number),
+            Input::OutsideAnswered { leg } => self.outside_answered(now, leg),
+            Input::OutsideFailed { leg, status } => self.outside_failed(now, leg, status),
+            Input::OutsideHungUp { leg } => self.outside_hung_up(leg),
         }
         self.drain_router();
     }
@@ -328,9 +385,11 @@ impl<R: Entropy> Engine<R> {
             .get(&leg)
             .filter(|l| l.state == LegState::Connected)
             .map(|l| l.call);
-        let Some(call) = connected else {
+        let Some(call) =
+            connected.filter(|c| self.calls.get(c).is_some_and(|c| c.outside.is_none()))
+        else {
             self.out
-                .push_back(Output::TransferResult { leg, ok: false });
+                .push_back(Output::TransferResult { leg, status: 503 });
             return;
         };
         let ev = Event::Transfer {
@@ -340,20 +399,22 @@ impl<R: Entropy> Engine<R> {
         };
         if self.router.handle(now, ev).is_err() {
             self.out
-                .push_back(Output::TransferResult { leg, ok: false });
+                .push_back(Output::TransferResult { leg, status: 503 });
             return;
         }
         self.legs.remove(&leg);
         if let Some(c) = self.calls.get_mut(&call) {
             c.connected = None;
+            c.queue = queue;
         }
         // Before the router's commands: music on hold first, then any new offer.
         self.out.push_back(Output::Requeued { call });
-        self.out.push_back(Output::TransferResult { leg, ok: true });
+        self.out
+            .push_back(Output::TransferResult { leg, status: 200 });
     }
 
     /// Ends the PBX side of `call`: a final response if it was never answered, else BYE.
-    fn end_pbx(&mut self, call: CallId, status: u16) {
+    pub(crate) fn end_pbx(&mut self, call: CallId, status: u16) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -368,7 +429,7 @@ impl<R: Entropy> Engine<R> {
         self.finish(call);
     }
 
-    fn finish(&mut self, call: CallId) {
+    pub(crate) fn finish(&mut self, call: CallId) {
         if self.calls.remove(&call).is_some() {
             self.out.push_back(Output::CallDone { call });
         }
@@ -437,7 +498,11 @@ impl<R: Entropy> Engine<R> {
                 }
                 Command::Overflow { call, target } => match target {
                     // The core moved the call to another queue itself.
-                    OverflowTarget::Queue(_) => {}
+                    OverflowTarget::Queue(q) => {
+                        if let Some(c) = self.calls.get_mut(&call) {
+                            c.queue = q;
+                        }
+                    }
                     OverflowTarget::External(t) => self.overflow_out(call, Some(t)),
                     OverflowTarget::None => self.overflow_out(call, None),
                 },
@@ -457,7 +522,8 @@ impl<R: Entropy> Engine<R> {
     }
 
     /// Overflow out of homeline: redirect an unanswered call (`302` to `target`) or refuse
-    /// it (`480`); an answered one is hung up (transfer to the target comes with REFER).
+    /// it (`480`); an answered one is passed to `target` on an outside leg (see
+    /// [`Self::overflow_outside`]), or hung up when there is no target.
     fn overflow_out(&mut self, call: CallId, target: Option<Arc<str>>) {
         let Some(c) = self.calls.get(&call) else {
             return;
@@ -471,7 +537,8 @@ impl<R: Entropy> Engine<R> {
                 });
                 self.finish(call);
             }
-            (_, _) => self.end_pbx(call, 480),
+            (Pbx::Answered, Some(t)) => self.overflow_outside(call, t),
+            (_, None) => self.end_pbx(call, 480),
         }
     }
 }

@@ -16,6 +16,8 @@
 //! the engine emits [`Output::CallDone`] exactly once per call.
 
 mod engine;
+mod outside;
 
 pub use engine::{AnswerMode, Engine, Input, LegId, Output};
 pub use homeline_routing as routing;
+pub use outside::OUTSIDE_RING;

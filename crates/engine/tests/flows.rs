@@ -1,7 +1,7 @@
 //! Call flows and races on virtual time.
 
 use homeline_engine::routing::*;
-use homeline_engine::{AnswerMode, Engine, Input, LegId, Output};
+use homeline_engine::{AnswerMode, Engine, Input, LegId, OUTSIDE_RING, Output};
 use std::time::Duration;
 
 fn engine(strategy: Strategy, agents: &[&str]) -> Engine<SplitMix64> {
@@ -374,13 +374,8 @@ fn max_wait_overflow_out_redirects_or_refuses_the_unanswered_call() {
     let out = t.advance(Duration::from_secs(30));
     assert!(out.iter().any(|o| matches!(o, Output::RejectPbx { status: 302, target: Some(t), .. } if &**t == "sip:9000@pbx")));
     assert_eq!(t.done, [CallId(1)]);
-    t.inbound(2, AnswerMode::OnEnqueue);
-    let out = t.advance(Duration::from_secs(30));
-    assert!(
-        out.contains(&Output::HangUpPbx { call: CallId(2) }),
-        "answered calls are hung up"
-    );
-    assert_eq!(t.outcomes.len(), 2);
+    assert_eq!(t.outcomes.len(), 1);
+    // Answered calls go to the target on an outside leg: see below.
 }
 
 #[test]
@@ -479,7 +474,7 @@ fn blind_transfer_to_a_queue_requeues_the_caller_and_offers_the_call_again() {
     assert!(requeued.is_some() && requeued < offer, "{out:?}");
     assert!(out.contains(&Output::TransferResult {
         leg: alice_leg,
-        ok: true
+        status: 200
     }));
     assert!(
         !out.iter().any(|o| matches!(
@@ -554,7 +549,7 @@ fn a_transfer_from_a_leg_that_is_not_connected_fails_and_changes_nothing() {
         out,
         [Output::TransferResult {
             leg: LegId(99),
-            ok: false
+            status: 503
         }]
     );
     let out = t.run(Input::AgentTransfer {
@@ -565,10 +560,312 @@ fn a_transfer_from_a_leg_that_is_not_connected_fails_and_changes_nothing() {
         out,
         [Output::TransferResult {
             leg: alice_leg,
-            ok: false
+            status: 503
         }]
     );
     let out = t.run(Input::AgentHungUp { leg: alice_leg });
     assert!(out.contains(&Output::HangUpPbx { call: CallId(1) }));
     assert_eq!(t.outcomes.len(), 1);
+}
+
+/// alice's connected call (`transfer_setup`) goes to the outside number 0612345678: the
+/// outputs of the REFER and the outside leg placed.
+fn transfer_out(t: &mut T, alice_leg: LegId) -> LegId {
+    let out = t.run(Input::AgentTransferOut {
+        leg: alice_leg,
+        number: "0612345678".into(),
+    });
+    let [
+        Output::Requeued { call },
+        Output::CallOutside {
+            call: c2,
+            leg,
+            number,
+        },
+    ] = &out[..]
+    else {
+        panic!("music on hold, then the outside leg: {out:?}")
+    };
+    assert_eq!(
+        (*call, *c2, &**number),
+        (CallId(1), CallId(1), "0612345678")
+    );
+    *leg
+}
+
+fn state(t: &T, name: &str) -> AgentState {
+    t.e.router()
+        .agent_state(t.agent(name))
+        .expect("agent")
+        .0
+        .clone()
+}
+
+#[test]
+fn a_transfer_to_an_outside_number_bridges_the_caller_there_when_it_answers() {
+    let (mut t, alice_leg) = transfer_setup();
+    let alice = t.agent("alice");
+    let outside = transfer_out(&mut t, alice_leg);
+    assert!(
+        matches!(state(&t, "alice"), AgentState::OnCall { .. }),
+        "the operator keeps the call until the target answers"
+    );
+    assert!(t.outcomes.is_empty());
+    t.now = t.now + Duration::from_secs(4);
+    let out = t.run(Input::OutsideAnswered { leg: outside });
+    assert_eq!(
+        out.iter()
+            .filter(|o| !matches!(o, Output::AgentState { .. } | Output::Record(_)))
+            .collect::<Vec<_>>(),
+        [
+            &Output::TransferResult {
+                leg: alice_leg,
+                status: 200
+            },
+            &Output::Bridge {
+                call: CallId(1),
+                leg: outside
+            }
+        ]
+    );
+    assert!(matches!(state(&t, "alice"), AgentState::WrapUp { .. }));
+    assert_eq!(t.outcomes.len(), 1);
+    assert_eq!(t.outcomes[0].outcome, Outcome::Answered { agent: alice });
+    assert_eq!(t.outcomes[0].talk, Duration::from_secs(9));
+    // alice's BYE after the NOTIFY is hers alone.
+    let out = t.run(Input::AgentHungUp { leg: alice_leg });
+    assert!(out.is_empty(), "{out:?}");
+    // The timer of the answered leg is gone.
+    let out = t.advance(Duration::from_secs(60));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::CancelAgent { .. } | Output::HangUpPbx { .. })),
+        "{out:?}"
+    );
+    let out = t.run(Input::OutsideHungUp { leg: outside });
+    assert_eq!(
+        out,
+        [
+            Output::HangUpPbx { call: CallId(1) },
+            Output::CallDone { call: CallId(1) }
+        ]
+    );
+    assert_eq!(t.outcomes.len(), 1, "one visit, one outcome");
+    assert_eq!(t.e.calls(), 0);
+}
+
+#[test]
+fn a_failed_outside_transfer_gives_the_call_back_to_the_operator_still_on_it() {
+    let (mut t, alice_leg) = transfer_setup();
+    let outside = transfer_out(&mut t, alice_leg);
+    let out = t.run(Input::OutsideFailed {
+        leg: outside,
+        status: 486,
+    });
+    assert_eq!(
+        out,
+        [
+            Output::TransferResult {
+                leg: alice_leg,
+                status: 486
+            },
+            Output::Bridge {
+                call: CallId(1),
+                leg: alice_leg
+            }
+        ]
+    );
+    assert!(matches!(state(&t, "alice"), AgentState::OnCall { .. }));
+    // A late answer of the failed leg is hung up.
+    let out = t.run(Input::OutsideAnswered { leg: outside });
+    assert_eq!(out, [Output::HangUpAgent { leg: outside }]);
+    let out = t.run(Input::AgentHungUp { leg: alice_leg });
+    assert!(out.contains(&Output::HangUpPbx { call: CallId(1) }));
+    assert_eq!(t.outcomes.len(), 1);
+    assert_eq!(t.done, [CallId(1)]);
+}
+
+#[test]
+fn an_outside_target_that_never_answers_after_the_operator_left_puts_the_caller_back_in_the_queue()
+{
+    let (mut t, alice_leg) = transfer_setup();
+    let alice = t.agent("alice");
+    let outside = transfer_out(&mut t, alice_leg);
+    // Most softphones hang up right after the 202 of a blind transfer.
+    let out = t.run(Input::AgentHungUp { leg: alice_leg });
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::HangUpPbx { .. } | Output::CallDone { .. })),
+        "the caller waits for the outside target: {out:?}"
+    );
+    assert_eq!(t.outcomes.len(), 1, "alice's visit ended answered");
+    assert!(matches!(state(&t, "alice"), AgentState::WrapUp { .. }));
+    let out = t.advance(OUTSIDE_RING - Duration::from_millis(1));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::CancelAgent { .. })),
+        "{out:?}"
+    );
+    // Past the ring time: cancelled, reported, and back in support (alice is out of
+    // wrap-up by now and gets it again).
+    let out = t.advance(Duration::from_millis(1));
+    assert!(
+        out.contains(&Output::CancelAgent { leg: outside }),
+        "{out:?}"
+    );
+    assert!(out.contains(&Output::TransferResult {
+        leg: alice_leg,
+        status: 408
+    }));
+    let [(leg, a)] = invites(&out)[..] else {
+        panic!("offered again: {out:?}")
+    };
+    assert_eq!(a, alice);
+    let out = t.run(Input::AgentAnswered { leg });
+    assert!(out.contains(&Output::Bridge {
+        call: CallId(1),
+        leg
+    }));
+    let out = t.run(Input::PbxGone { call: CallId(1) });
+    assert!(out.contains(&Output::HangUpAgent { leg }));
+    assert_eq!(
+        t.outcomes.len(),
+        2,
+        "one outcome per visit: {:?}",
+        t.outcomes
+    );
+    assert_eq!(t.done, [CallId(1)]);
+}
+
+#[test]
+fn a_caller_hanging_up_while_the_outside_target_rings_ends_every_leg() {
+    let (mut t, alice_leg) = transfer_setup();
+    let outside = transfer_out(&mut t, alice_leg);
+    let out = t.run(Input::PbxGone { call: CallId(1) });
+    for o in [
+        Output::HangUpAgent { leg: outside },
+        Output::TransferResult {
+            leg: alice_leg,
+            status: 487,
+        },
+        Output::HangUpAgent { leg: alice_leg },
+        Output::CallDone { call: CallId(1) },
+    ] {
+        assert!(out.contains(&o), "{o:?} missing from {out:?}");
+    }
+    assert_eq!(t.outcomes.len(), 1);
+    // The outside leg's 200 crossing the CANCEL gets a BYE.
+    let out = t.run(Input::OutsideAnswered { leg: outside });
+    assert_eq!(out, [Output::HangUpAgent { leg: outside }]);
+    assert_eq!(
+        t.e.poll_timeout(),
+        t.e.router().poll_timeout(),
+        "no outside timer left"
+    );
+}
+
+#[test]
+fn a_second_transfer_while_one_is_in_progress_fails() {
+    let (mut t, alice_leg) = transfer_setup();
+    transfer_out(&mut t, alice_leg);
+    let out = t.run(Input::AgentTransferOut {
+        leg: alice_leg,
+        number: "0699".into(),
+    });
+    assert_eq!(
+        out,
+        [Output::TransferResult {
+            leg: alice_leg,
+            status: 503
+        }]
+    );
+    let sales = t.e.router().queue_id("sales").expect("queue");
+    let out = t.run(Input::AgentTransfer {
+        leg: alice_leg,
+        queue: sales,
+    });
+    assert_eq!(
+        out,
+        [Output::TransferResult {
+            leg: alice_leg,
+            status: 503
+        }]
+    );
+}
+
+/// A queue whose callers overflow to an outside number after 60 s of waiting.
+fn overflow_engine() -> T {
+    let q = QueueConfig {
+        max_wait: Some(Duration::from_secs(60)),
+        overflow: Some(OverflowConfig::External("0800123456".into())),
+        ..QueueConfig::new("support")
+    };
+    let router = Router::new(
+        &RouterConfig {
+            queues: vec![q],
+            agents: vec![],
+        },
+        SplitMix64::new(1),
+    )
+    .expect("config");
+    T {
+        e: Engine::new(router),
+        now: Time::ZERO,
+        outcomes: vec![],
+        done: vec![],
+    }
+}
+
+#[test]
+fn an_answered_call_overflows_to_an_outside_number_and_is_bridged_there() {
+    let mut t = overflow_engine();
+    t.inbound(1, AnswerMode::OnEnqueue);
+    let out = t.advance(Duration::from_secs(60));
+    let Some(Output::CallOutside { leg, number, .. }) =
+        out.iter().find(|o| matches!(o, Output::CallOutside { .. }))
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(&**number, "0800123456");
+    let leg = *leg;
+    assert_eq!(t.outcomes.len(), 1);
+    assert!(matches!(t.outcomes[0].outcome, Outcome::Overflowed { .. }));
+    assert!(!out.iter().any(|o| matches!(o, Output::HangUpPbx { .. })));
+    let out = t.run(Input::OutsideAnswered { leg });
+    assert_eq!(
+        out,
+        [Output::Bridge {
+            call: CallId(1),
+            leg
+        }]
+    );
+    let out = t.run(Input::PbxGone { call: CallId(1) });
+    assert_eq!(
+        out,
+        [
+            Output::HangUpAgent { leg },
+            Output::CallDone { call: CallId(1) }
+        ]
+    );
+    assert_eq!(t.outcomes.len(), 1);
+}
+
+#[test]
+fn an_overflow_target_that_fails_ends_the_call() {
+    let mut t = overflow_engine();
+    t.inbound(1, AnswerMode::OnEnqueue);
+    let out = t.advance(Duration::from_secs(60));
+    let Some(&Output::CallOutside { leg, .. }) =
+        out.iter().find(|o| matches!(o, Output::CallOutside { .. }))
+    else {
+        panic!("{out:?}")
+    };
+    let out = t.run(Input::OutsideFailed { leg, status: 503 });
+    assert_eq!(
+        out,
+        [
+            Output::HangUpPbx { call: CallId(1) },
+            Output::CallDone { call: CallId(1) }
+        ]
+    );
+    assert_eq!(t.outcomes.len(), 1, "the overflow was the visit's outcome");
 }

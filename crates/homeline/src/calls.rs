@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 mod hold;
 mod outbound;
+mod outside;
 
 /// What the call task needs from the configuration.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ struct CallMedia {
     pbx_sdp: LocalSdp,
     agent_sdp: LocalSdp,
     caller: String,
+    /// The trunk the call came in on (outside legs go out through it).
+    trunk: String,
     /// The operator leg's media, once it answered (to tell a re-INVITE's new address).
     agent_media: Option<LegMedia>,
     /// The PBX put the call on hold (re-INVITE `sendonly`/`inactive`).
@@ -62,6 +65,8 @@ struct Calls {
     started: Instant,
     seed: u64,
     outbound: outbound::OutboundCalls,
+    /// Outside legs (transfers and overflows to numbers); also in `legs`.
+    outside: std::collections::HashSet<LegId>,
 }
 
 /// Runs until `stop` turns true or the edge's event stream ends.
@@ -84,6 +89,7 @@ pub(crate) async fn run(
         started: Instant::now(),
         seed,
         outbound: outbound::OutboundCalls::default(),
+        outside: Default::default(),
     };
     loop {
         let deadline = calls
@@ -122,6 +128,9 @@ impl Calls {
         let Some(ev) = self.outbound_event(ev).await else {
             return;
         };
+        let Some(ev) = self.outside_event(ev).await else {
+            return;
+        };
         let now = self.now();
         let input = match ev {
             EdgeEvent::Inbound {
@@ -129,8 +138,9 @@ impl Calls {
                 queue,
                 caller,
                 offer,
+                trunk,
                 ..
-            } => match self.admit(call, &queue, caller, offer.as_deref()).await {
+            } => match self.admit(call, &queue, caller, trunk, offer.as_deref()).await {
                 Some(input) => input,
                 None => return,
             },
@@ -196,8 +206,8 @@ impl Calls {
                 };
                 crate::features::request(agent, feature)
             }
-            // Taken by `outbound_event`.
-            EdgeEvent::Outbound { .. } => return,
+            // Taken by `outbound_event` and `outside_event`.
+            EdgeEvent::Outbound { .. } | EdgeEvent::LegTransferOut { .. } => return,
             EdgeEvent::PbxHold { call, held, offer } => {
                 self.pbx_hold(call, held, &offer).await;
                 return;
@@ -234,6 +244,7 @@ impl Calls {
         call: CallRef,
         queue: &str,
         caller: String,
+        trunk: String,
         offer: Option<&[u8]>,
     ) -> Option<Input> {
         let Some(&(queue_id, answer)) = self.settings.queues.get(queue) else {
@@ -293,6 +304,7 @@ impl Calls {
                 pbx_sdp: LocalSdp::new(self.seed >> 2, ip),
                 agent_sdp: LocalSdp::new((self.seed >> 2) ^ 1, ip),
                 caller,
+                trunk,
                 agent_media: None,
                 pbx_held: false,
                 agent_held: false,
@@ -413,13 +425,14 @@ impl Calls {
                 self.legs.remove(&leg);
                 self.edge.bye_agent(LegRef(leg.0)).await;
             }
-            Output::Bridge { call, .. } => {
-                if let Some(m) = self.media.get(&call) {
-                    let _ = m.relay.send(Control::Bridge).await;
-                }
+            Output::Bridge { call, leg } => self.bridge(call, leg).await,
+            Output::CallOutside { call, leg, number } => {
+                self.call_outside(call, leg, &number).await
             }
             Output::CallDone { call } => {
                 self.legs.retain(|_, c| *c != call);
+                let legs = &self.legs;
+                self.outside.retain(|l| legs.contains_key(l));
                 if let Some(m) = self.media.remove(&call) {
                     let _ = m.relay.send(Control::Stop).await;
                     tokio::spawn(async move {
@@ -443,11 +456,10 @@ impl Calls {
                     let _ = m.relay.send(Control::PlayTone(Leg::A, MUSIC_ON_HOLD)).await;
                 }
             }
-            Output::TransferResult { leg, ok } => {
-                if ok {
+            Output::TransferResult { leg, status } => {
+                if (200..300).contains(&status) {
                     self.legs.remove(&leg);
                 }
-                let status = if ok { 200 } else { 503 };
                 self.edge.notify_transfer(LegRef(leg.0), status).await;
             }
             Output::Record(o) => {

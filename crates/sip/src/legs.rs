@@ -136,6 +136,11 @@ pub enum EdgeEvent {
     /// trunk routes to it, answered `202`): re-queue the caller, then report the outcome
     /// with [`crate::SipEdge::notify_transfer`] (see `refer`).
     LegTransfer { leg: LegRef, queue: String },
+    /// The operator transferred the answered leg's call to the outside `number` (REFER to
+    /// a dialable number no trunk routes to a queue, answered `202`): call it through the
+    /// call's trunk, then report the outcome with [`crate::SipEdge::notify_transfer`].
+    /// Personal data: keep `number` out of logs above debug.
+    LegTransferOut { leg: LegRef, number: String },
     /// `user`'s first registration appeared.
     Registered { user: String },
     /// `user`'s last registration went (expired, removed, or its connection closed).

@@ -53,3 +53,4 @@ pub use edge::{ALLOW, EdgeError, EdgeSettings, SipEdge, UserSecret};
 pub use legs::{CallRef, EVENTS_CAPACITY, EdgeEvent, LegRef};
 pub use operator_calls::{Feature, FeatureCodes};
 pub use outbound::OutboundFrom;
+pub use refer::target_number as uri_user;

@@ -5,9 +5,12 @@
 //! to that queue: the REFER is answered `202 Accepted` and reported as
 //! [`EdgeEvent::LegTransfer`]; the PBX leg is kept and the caller is re-queued by the
 //! runtime, which then reports the result with [`SipEdge::notify_transfer`]. Any other
-//! target is also accepted (`202`) but fails at once with a `404 Not Found` NOTIFY: the
-//! implicit subscription always exists, so the phone shows why (calling an outside number
-//! through a trunk needs an outbound leg, which comes later).
+//! dialable number (digits, `+`, `*`, `#`; at most 32) is a transfer to that outside number,
+//! reported as [`EdgeEvent::LegTransferOut`]: the runtime calls it through the call's trunk
+//! and reports that leg's final status (`200`, or the failure: `486`, `408` no answer, ...).
+//! Anything else (a name, a URI without a user part homeline could dial) is accepted
+//! (`202`) but fails at once with a `404 Not Found` NOTIFY: the implicit subscription
+//! always exists, so the phone shows why.
 //!
 //! The implicit subscription's NOTIFYs (`Event: refer`, `message/sipfrag;version=2.0`) go in
 //! the operator's dialog: `SIP/2.0 100 Trying` (`Subscription-State: active`) at once, then
@@ -31,8 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// How long an accepted transfer waits for the runtime's result before failing `503`.
-const RESULT_WAIT: Duration = Duration::from_secs(32);
+/// How long an accepted transfer waits for the runtime's result before failing `503`
+/// (longer than an outside target may ring: the engine's `OUTSIDE_RING`, 30 s, plus a
+/// margin for the INVITE's own timeout).
+const RESULT_WAIT: Duration = Duration::from_secs(45);
 /// How long the operator has to hang up after a successful transfer before homeline does.
 pub(crate) const BYE_GRACE: Duration = Duration::from_secs(2);
 
@@ -59,9 +64,9 @@ impl SipEdge {
     }
 }
 
-/// The user part of a Refer-To value (`<sip:8001@host;transport=udp>`, `sip:8001@host`,
-/// `tel:8001`), percent-decoded.
-pub(crate) fn target_number(value: &str) -> Option<String> {
+/// The user part of a Refer-To value or a URI (`<sip:8001@host;transport=udp>`,
+/// `sip:8001@host`, `tel:8001`), percent-decoded.
+pub fn target_number(value: &str) -> Option<String> {
     let v = value.trim();
     let uri = match (v.find('<'), v.rfind('>')) {
         (Some(a), Some(b)) if a < b => &v[a + 1..b],
@@ -76,6 +81,17 @@ pub(crate) fn target_number(value: &str) -> Option<String> {
     };
     let user = sipmsg::unescape(user.trim());
     (!user.is_empty()).then_some(user)
+}
+
+/// Whether `number` can be dialled on a trunk: digits with an optional leading `+`, and `*`
+/// or `#`; 1 to 32 characters.
+fn dialable(number: &str) -> bool {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    !digits.is_empty()
+        && number.len() <= 32
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
 /// The queue `number` goes to: the first trunk route for it, else a routed queue of that
@@ -123,9 +139,21 @@ pub(crate) async fn handle(tx: &mut Transaction, sh: &Arc<Shared>) -> rsipstack:
     let Some(number) = refer_to.as_deref().and_then(target_number) else {
         return tx.reply(StatusCode::BadRequest).await;
     };
-    let queue = queue_for(&sh.settings.trunks, &number);
-    let result = match &queue {
-        Some(queue) => {
+    let target = match queue_for(&sh.settings.trunks, &number) {
+        Some(queue) => Some(EdgeEvent::LegTransfer {
+            leg: LegRef(leg),
+            queue,
+        }),
+        None if dialable(&number) && !sh.settings.trunks.is_empty() => {
+            Some(EdgeEvent::LegTransferOut {
+                leg: LegRef(leg),
+                number,
+            })
+        }
+        None => None,
+    };
+    let result = match target {
+        Some(event) => {
             let (done, result) = oneshot::channel();
             let busy = {
                 let mut transfers = sh.calls.transfers.map();
@@ -141,19 +169,18 @@ pub(crate) async fn handle(tx: &mut Transaction, sh: &Arc<Shared>) -> rsipstack:
             // Reported before the 202: the operator's BYE that follows comes after it.
             let slot = sh.events.slot().await;
             if sh.calls.lock().legs.contains_key(&leg) {
-                tracing::info!(leg, queue, "operator transfers the call to a queue");
-                slot.put(EdgeEvent::LegTransfer {
-                    leg: LegRef(leg),
-                    queue: queue.clone(),
-                });
+                match &event {
+                    EdgeEvent::LegTransfer { queue, .. } => {
+                        tracing::info!(leg, queue, "operator transfers the call to a queue")
+                    }
+                    _ => tracing::info!(leg, "operator transfers the call to an outside number"),
+                }
+                slot.put(event);
             }
             Some(result)
         }
         None => {
-            tracing::info!(
-                leg,
-                "operator transfers to a number homeline does not route"
-            );
+            tracing::info!(leg, "operator transfers to a target homeline cannot call");
             None
         }
     };
@@ -286,5 +313,15 @@ mod tests {
         assert_eq!(queue_for(&trunks, "8001").as_deref(), Some("sales"));
         assert_eq!(queue_for(&trunks, "sales").as_deref(), Some("sales"));
         assert_eq!(queue_for(&trunks, "0612345678"), None);
+    }
+
+    #[test]
+    fn dials_only_numbers() {
+        for n in ["0612345678", "+33123456789", "*21#", "9"] {
+            assert!(dialable(n), "{n}");
+        }
+        for n in ["", "+", "alice", "06 12", "0612-34", &"1".repeat(33), "+33;x"] {
+            assert!(!dialable(n), "{n}");
+        }
     }
 }

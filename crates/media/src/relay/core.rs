@@ -307,6 +307,17 @@ impl RelayCore {
         self.rebuild_maps();
     }
 
+    /// Like [`Self::configure`], but the leg's remotes are its SDP's addresses, locked at
+    /// once: for a far end that sends from where its SDP says (a trunk's media), so that
+    /// nothing else arriving first (say, the previous far end of this leg, still sending
+    /// until its BYE) can latch the leg.
+    pub fn configure_fixed(&mut self, leg: Leg, media: LegMedia) {
+        self.configure(leg, media);
+        let l = self.leg_mut(leg);
+        l.rtp.locked = l.rtp.addr.is_some();
+        l.rtcp.locked = l.rtcp.addr.is_some();
+    }
+
     /// Starts relaying between the legs, and stops any tone.
     pub fn bridge(&mut self) {
         self.bridged = true;

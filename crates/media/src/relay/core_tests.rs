@@ -435,3 +435,26 @@ fn dtmf_to_a_leg_with_no_address_yet_runs_without_sending() {
     assert!(ticks.iter().all(Option::is_none));
     assert_eq!(core.report().a.counters.dtmf_packets, 0);
 }
+
+#[test]
+fn a_fixed_leg_takes_media_only_from_its_sdp_address() {
+    let now = Instant::now();
+    let mut core = RelayCore::new(Some(pbx()), Some(agent()), 1);
+    core.bridge();
+    let trunk = addr("10.0.0.7:7000");
+    core.configure_fixed(Leg::B, media("10.0.0.7:7000", Payloads::ours(Codec::Pcmu)));
+    assert_eq!(core.remote_rtp(Leg::B), Some(trunk));
+    assert!(core.report().b.latched, "locked before any packet");
+    // the previous far end is still sending: ignored, not latched
+    let mut p = packet(0, 1);
+    assert!(!matches!(
+        core.on_rtp(Leg::B, addr("10.0.0.2:5000"), &mut p, now),
+        Verdict::Forward { .. }
+    ));
+    assert_eq!(core.remote_rtp(Leg::B), Some(trunk));
+    let mut p = packet(0, 2);
+    assert!(matches!(
+        core.on_rtp(Leg::B, trunk, &mut p, now),
+        Verdict::Forward { .. }
+    ));
+}

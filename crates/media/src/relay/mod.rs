@@ -117,6 +117,9 @@ pub enum Control {
     SendDtmf(Leg, DtmfEvent, u32),
     /// New media for a leg (its answer arrived, or a re-INVITE); re-arms its latches.
     Configure(Leg, LegMedia),
+    /// New media for a leg whose far end sends from its SDP's addresses (a trunk): they are
+    /// latched at once (see [`RelayCore::configure_fixed`]).
+    ConfigureFixed(Leg, LegMedia),
     /// Send back the statistics so far.
     Report(oneshot::Sender<RelayReport>),
     /// End the task; it returns the final report.
@@ -281,6 +284,7 @@ fn apply(core: &mut RelayCore, control: Control) {
             let _ = core.send_dtmf(leg, event, duration_ms);
         }
         Control::Configure(leg, media) => core.configure(leg, media),
+        Control::ConfigureFixed(leg, media) => core.configure_fixed(leg, media),
         Control::Report(reply) => {
             // the asker may have given up; nothing to do then
             let _ = reply.send(core.report());
