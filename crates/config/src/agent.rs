@@ -13,6 +13,8 @@ pub(crate) const AGENT_KEYS: &[&str] = &[
     "queues",
     "skills",
     "ready_on_register",
+    "trunk",
+    "caller_id",
 ];
 pub(crate) const MEMBERSHIP_KEYS: &[&str] = &["queue", "penalty"];
 pub(crate) const HA1_KEYS: &[&str] = &["md5", "sha256"];
@@ -31,6 +33,8 @@ pub(crate) struct AgentDraft {
     pub(crate) ha1_line: usize,
     /// Line of each membership, in `agent.queues` order.
     pub(crate) queue_lines: Vec<usize>,
+    /// Line of `trunk` (of the table when absent).
+    pub(crate) trunk_line: usize,
 }
 
 fn hex(digits: usize) -> impl Fn(&Value<'_>) -> Result<String, String> {
@@ -160,6 +164,12 @@ pub(crate) fn agent(
     let ready_on_register = t
         .opt(ctx, "ready_on_register", reader::boolean)
         .unwrap_or(defaults.ready_on_register);
+    let trunk = t.opt(ctx, "trunk", reader::name);
+    let caller_id = t.opt(ctx, "caller_id", |v| {
+        let s = reader::string(v)?;
+        crate::trunk::check_number(s)?;
+        Ok(s.to_owned())
+    });
     Some(AgentDraft {
         path: t.path.clone(),
         line: t.line,
@@ -167,6 +177,7 @@ pub(crate) fn agent(
         password_line: t.line_of(ctx, "password"),
         ha1_line: t.line_of(ctx, "password_ha1"),
         queue_lines,
+        trunk_line: t.line_of(ctx, "trunk"),
         agent: Agent {
             name,
             display_name,
@@ -174,6 +185,8 @@ pub(crate) fn agent(
             queues,
             skills,
             ready_on_register,
+            trunk,
+            caller_id,
         },
     })
 }

@@ -41,7 +41,7 @@ pub(crate) fn cross_check(
     queues: &[QueueDraft],
     agents: &[AgentDraft],
 ) {
-    unique(
+    let trunk_names = unique(
         ctx,
         "trunk",
         trunks
@@ -171,8 +171,18 @@ pub(crate) fn cross_check(
         }
     }
 
-    // Agents: memberships of unknown queues.
+    // Agents: memberships of unknown queues, unknown outbound trunks.
     for a in agents {
+        if let Some(t) = &a.agent.trunk
+            && !trunk_names.contains_key(t.as_str())
+        {
+            let problem = if trunks.is_empty() {
+                format!("unknown trunk `{t}`: no [[trunk]] is configured")
+            } else {
+                format!("unknown trunk `{t}`")
+            };
+            ctx.error(a.trunk_line, &format!("{}.trunk", a.path), problem);
+        }
         if a.agent.queues.is_empty() && !ctx.has_errors_for(&format!("{}.queues", a.path)) {
             ctx.warn(
                 a.line,

@@ -227,7 +227,8 @@ pub struct Trunk {
     pub allow: Vec<IpNet>,
     /// Digest credentials, both for challenging the PBX and for answering its challenges.
     pub credentials: Option<Credentials>,
-    /// Caller id of outbound calls; `None`: the operator's own.
+    /// Caller id of operators' outbound calls (after the operator's own `caller_id`);
+    /// `None`: the operator's name.
     pub caller_id: Option<String>,
     /// OPTIONS keepalive interval; `None`: no keepalive.
     pub options_interval: Option<Duration>,
@@ -309,4 +310,10 @@ pub struct Agent {
     pub skills: Vec<(String, u8)>,
     /// Whether registering (or logging in to the console) makes the operator Ready.
     pub ready_on_register: bool,
+    /// The trunk (by name, checked to exist) this operator's own outbound calls go through;
+    /// `None`: the first `[[trunk]]`.
+    pub trunk: Option<String>,
+    /// Caller id of this operator's own outbound calls, before the trunk's `caller_id`;
+    /// `None`: the trunk's, else the operator's name.
+    pub caller_id: Option<String>,
 }

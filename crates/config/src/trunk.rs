@@ -46,8 +46,8 @@ fn network(v: &Value<'_>) -> Result<(IpNet, bool), String> {
     Ok((net.trunc(), host_bits))
 }
 
-/// A dialled number (the user part of the request URI).
-fn check_number(n: &str) -> Result<(), String> {
+/// A dialled number (the user part of the request URI), or a caller id.
+pub(crate) fn check_number(n: &str) -> Result<(), String> {
     if n.is_empty() {
         return Err("the number must not be empty".into());
     }

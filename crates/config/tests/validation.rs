@@ -649,3 +649,73 @@ fn feature_codes_default_and_are_checked() {
     let d = diags("[features]\nstate = \"*4\"\n");
     assert!(d.iter().any(|l| l.contains("features.state")), "{d:?}");
 }
+
+const OPERATOR_TRUNKS: &str = r#"[[trunk]]
+name = "pbx"
+pbx = "127.0.0.1:5080"
+allow = ["127.0.0.1"]
+
+[[trunk]]
+name = "carrier"
+pbx = "127.0.0.2:5060"
+allow = ["127.0.0.2"]
+caller_id = "+15550100"
+
+[[agent]]
+name = "alice"
+password = "x"
+
+[[agent]]
+name = "bob"
+password = "x"
+trunk = "carrier"
+caller_id = "+15550142"
+"#;
+
+#[test]
+fn an_operator_names_the_trunk_and_caller_id_of_its_own_calls() {
+    let c = match parse(OPERATOR_TRUNKS, "t.toml") {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}"),
+    };
+    let alice = c
+        .agent("alice")
+        .map(|a| (a.trunk.clone(), a.caller_id.clone()));
+    assert_eq!(
+        alice,
+        Some((None, None)),
+        "absent: the first trunk's settings"
+    );
+    let bob = c
+        .agent("bob")
+        .map(|a| (a.trunk.clone(), a.caller_id.clone()));
+    assert_eq!(
+        bob,
+        Some((Some("carrier".into()), Some("+15550142".into())))
+    );
+}
+
+#[test]
+fn an_operator_trunk_must_exist_and_a_caller_id_be_dialable() {
+    let src = OPERATOR_TRUNKS
+        .replace("trunk = \"carrier\"", "trunk = \"nowhere\"")
+        .replace("caller_id = \"+15550142\"", "caller_id = \"<sip:x>\"");
+    let d = diags(&src);
+    has(&d, 19, "agent.bob.trunk", "unknown trunk `nowhere`");
+    has(&d, 20, "agent.bob.caller_id", "not a dialled number");
+    let d = diags("[[agent]]\nname = \"alice\"\npassword = \"x\"\ntrunk = \"pbx\"\n");
+    has(
+        &d,
+        4,
+        "agent.alice.trunk",
+        "unknown trunk `pbx`: no [[trunk]] is configured",
+    );
+    let d = diags("[[agent]]\nname = \"alice\"\npassword = \"x\"\ntrunk = \"a b\"\n");
+    has(&d, 4, "agent.alice.trunk", "use only letters");
+    let trunk_problems = d.iter().filter(|l| l.contains("agent.alice.trunk"));
+    assert_eq!(
+        trunk_problems.count(),
+        1,
+        "a malformed name is one problem: {d:?}"
+    );
+}
