@@ -321,3 +321,57 @@ fn spawn_outside_a_runtime_is_an_error_not_a_panic() {
     ));
     assert_eq!(ports.available(), 2);
 }
+
+/// The driver connects a leg's socket to its latched remote; a re-INVITE must open it again, or
+/// the kernel would keep shutting out the remote's new address.
+#[tokio::test]
+async fn a_latched_leg_ignores_others_until_a_reinvite_moves_it() {
+    let ports = PortAllocator::new(LO, 24160..=24167).expect("port range");
+    let (pbx, moved, agent) = (socket().await, socket().await, socket().await);
+    let config = RelayConfig {
+        a: Some(leg(addr_of(&pbx), 101)),
+        b: Some(leg(addr_of(&agent), 96)),
+        seed: 3,
+    };
+    let (a, b) = (
+        ports.allocate().expect("pair"),
+        ports.allocate().expect("pair"),
+    );
+    let (a_rtp, b_rtp) = (a.rtp_addr(), b.rtp_addr());
+    let (handle, task) = relay::spawn(config, a, b).expect("spawn");
+    handle.send(Control::Bridge).await.expect("bridge");
+    let quiet = Duration::from_millis(300);
+
+    // the PBX latches leg A; the agent latches leg B and is heard by the PBX
+    pbx.send_to(&packet(0, 0, 1), a_rtp).await.expect("send");
+    assert_eq!(receive(&agent, 1, quiet).await.len(), 1);
+    agent.send_to(&packet(0, 0, 2), b_rtp).await.expect("send");
+    assert_eq!(receive(&pbx, 1, quiet).await.len(), 1);
+    // another source on leg A is not relayed
+    moved.send_to(&packet(0, 1, 3), a_rtp).await.expect("send");
+    assert!(receive(&agent, 1, quiet).await.is_empty());
+    pbx.send_to(&packet(0, 1, 1), a_rtp).await.expect("send");
+    assert_eq!(receive(&agent, 1, quiet).await.len(), 1);
+
+    // a re-INVITE moves the PBX's media: its new address latches and is relayed both ways
+    handle
+        .send(Control::Configure(Leg::A, leg(addr_of(&moved), 101)))
+        .await
+        .expect("configure");
+    // (the relay has applied it once it answers)
+    handle.report().await.expect("report");
+    moved.send_to(&packet(0, 2, 3), a_rtp).await.expect("send");
+    let got = headers(&receive(&agent, 1, quiet).await);
+    assert_eq!(got.iter().map(|h| h.ssrc).collect::<Vec<_>>(), vec![3]);
+    agent.send_to(&packet(0, 1, 2), b_rtp).await.expect("send");
+    assert_eq!(receive(&moved, 1, quiet).await.len(), 1);
+    // and the old address is shut out now
+    pbx.send_to(&packet(0, 2, 1), a_rtp).await.expect("send");
+    assert!(receive(&agent, 1, quiet).await.is_empty());
+
+    handle.send(Control::Stop).await.expect("stop");
+    let report = task.await.expect("relay task");
+    assert_eq!(report.a.remote_rtp, Some(addr_of(&moved)));
+    assert_eq!(report.a.counters.forwarded, 3);
+    assert_eq!(report.b.counters.forwarded, 2);
+}

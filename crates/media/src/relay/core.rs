@@ -62,7 +62,9 @@ pub struct LegCounters {
     pub dropped_not_bridged: u64,
     /// RTP packets received while the other leg was held or was hearing a tone.
     pub dropped_held: u64,
-    /// Datagrams from a source other than the latched remote.
+    /// Datagrams from a source other than the latched remote that reached the relay. (The
+    /// driver connects a socket to its latched remote, after which the kernel discards other
+    /// sources' datagrams before they are seen or counted.)
     pub dropped_foreign: u64,
     /// Datagrams that are not valid RTP (or RTCP, on the RTCP port), or were truncated.
     pub dropped_invalid: u64,
@@ -556,6 +558,19 @@ impl RelayCore {
     /// Counts a failed send to `leg`.
     pub fn note_send_error(&mut self, leg: Leg) {
         self.leg_mut(leg).counters.send_errors += 1;
+    }
+
+    /// The remote `leg`'s `socket` is latched to, once a received packet has locked it; `None`
+    /// while the address is only a guess and a packet from anywhere may still latch. The driver
+    /// connects the socket to it (and disconnects it when this turns `None` again, after
+    /// [`Self::configure`]): the kernel then filters as the latch does.
+    pub fn latched(&self, leg: Leg, socket: SocketKind) -> Option<SocketAddr> {
+        let l = self.leg(leg);
+        let latch = match socket {
+            SocketKind::Rtp => l.rtp,
+            SocketKind::Rtcp => l.rtcp,
+        };
+        latch.addr.filter(|_| latch.locked)
     }
 
     /// The RTP address packets to `leg` go to now.

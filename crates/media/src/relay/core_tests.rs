@@ -93,6 +93,8 @@ fn latches_the_first_source_and_ignores_others() {
     let now = Instant::now();
     let mut core = RelayCore::new(Some(pbx()), Some(agent()), 1);
     core.bridge();
+    // the SDP's address is a guess: nothing to connect the socket to yet
+    assert_eq!(core.latched(Leg::A, SocketKind::Rtp), None);
     // the PBX sends from another port than its SDP said (NAT, or a media server behind it)
     let real = addr("10.0.0.1:4444");
     let mut p = packet(0, 1);
@@ -101,6 +103,8 @@ fn latches_the_first_source_and_ignores_others() {
         Verdict::Forward { .. }
     ));
     assert_eq!(core.remote_rtp(Leg::A), Some(real));
+    assert_eq!(core.latched(Leg::A, SocketKind::Rtp), Some(real));
+    assert_eq!(core.latched(Leg::A, SocketKind::Rtcp), None);
     // agent media now goes to the latched address
     let mut p = packet(0, 1);
     assert_eq!(
@@ -120,6 +124,7 @@ fn latches_the_first_source_and_ignores_others() {
     core.configure(Leg::A, media("10.0.0.9:6000", Payloads::ours(Codec::Pcmu)));
     assert_eq!(core.remote_rtp(Leg::A), Some(addr("10.0.0.9:6000")));
     assert!(!core.report().a.latched);
+    assert_eq!(core.latched(Leg::A, SocketKind::Rtp), None);
 }
 
 #[test]
@@ -224,6 +229,9 @@ fn rtcp_goes_between_the_odd_ports_or_muxed() {
             to: addr("10.0.0.1:4001")
         }
     );
+    // RTCP on the RTCP port latches that port; muxed RTCP does not latch the RTP port
+    assert_eq!(core.latched(Leg::A, SocketKind::Rtcp), Some(from));
+    assert_eq!(core.latched(Leg::B, SocketKind::Rtp), None);
     let r = core.report();
     assert_eq!(
         (r.a.counters.rtcp_forwarded, r.a.counters.rtcp_dropped),

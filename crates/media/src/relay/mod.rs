@@ -14,10 +14,16 @@
 //! ```
 //!
 //! The packet path reads one clock (`Instant::now()` per datagram, for jitter), uses one fixed
-//! 2 KiB buffer, sends with `try_send_to` (a full socket buffer drops and counts rather than
+//! 2 KiB buffer, sends without waiting (a full socket buffer drops and counts rather than
 //! stalling the call), and shares no lock or state with signalling: the engine talks to it only
 //! through the bounded [`Control`] channel. Symmetric RTP: each leg's remote is latched from the
 //! first packet received on it, with the SDP address as the guess until then.
+//!
+//! Once a socket's latch is locked ([`RelayCore::latched`]) the task `connect`s the socket to
+//! that remote: sends to it are then plain `send`s, which skip the kernel's per-packet route
+//! lookup, and the kernel itself discards datagrams from anyone else. When a re-INVITE
+//! ([`Control::Configure`]) re-arms the latch, the socket is disconnected again, so a packet from
+//! anywhere can latch it, as before the first one.
 
 mod core;
 mod dtmf_out;
@@ -182,6 +188,8 @@ impl RelayHandle {
 struct LegIo {
     rtp: UdpSocket,
     rtcp: UdpSocket,
+    /// The remote each socket (RTP, RTCP) is connected to: its latched remote, if any.
+    connected: [Option<SocketAddr>; 2],
     // after the sockets: the ports go back to the pool once both are closed
     _lease: PortLease,
 }
@@ -192,6 +200,7 @@ impl LegIo {
         Ok(LegIo {
             rtp: UdpSocket::from_std(rtp)?,
             rtcp: UdpSocket::from_std(rtcp)?,
+            connected: [None; 2],
             _lease: lease,
         })
     }
@@ -200,6 +209,48 @@ impl LegIo {
         match kind {
             SocketKind::Rtp => &self.rtp,
             SocketKind::Rtcp => &self.rtcp,
+        }
+    }
+
+    fn connected(&self, kind: SocketKind) -> Option<SocketAddr> {
+        self.connected[kind as usize]
+    }
+
+    /// Sends without blocking: `send` to the connected remote (no route lookup), `send_to`
+    /// anywhere else.
+    fn send(&self, kind: SocketKind, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
+        let socket = self.socket(kind);
+        if self.connected(kind) == Some(to) {
+            socket.try_send(packet)
+        } else {
+            socket.try_send_to(packet, to)
+        }
+    }
+
+    /// Connects the socket to the core's latch for it, or disconnects it when the latch is
+    /// re-armed (a re-INVITE), so that the kernel admits exactly the sources the latch does.
+    /// A failed connect leaves the socket unconnected, which only costs speed; a failed
+    /// disconnect is retried next time.
+    fn follow_latch(&mut self, kind: SocketKind, latched: Option<SocketAddr>) {
+        if self.connected(kind) == latched {
+            return;
+        }
+        let socket = self.socket(kind);
+        let done = match latched {
+            Some(remote) => rustix::net::connect(socket, &remote),
+            None => rustix::net::connect_unspec(socket),
+        };
+        if done.is_ok() {
+            self.connected[kind as usize] = latched;
+        }
+    }
+}
+
+/// Brings every socket's connection in line with the core's latches.
+fn follow_latches(core: &RelayCore, io: &mut [LegIo; 2]) {
+    for leg in [Leg::A, Leg::B] {
+        for kind in [SocketKind::Rtp, SocketKind::Rtcp] {
+            io[leg.index()].follow_latch(kind, core.latched(leg, kind));
         }
     }
 }
@@ -224,15 +275,20 @@ pub fn spawn(
 enum Wake {
     Readable(Leg, SocketKind),
     Handled,
+    Applied,
     Done,
 }
 
-async fn run(mut core: RelayCore, io: [LegIo; 2], mut rx: mpsc::Receiver<Control>) -> RelayReport {
+async fn run(
+    mut core: RelayCore,
+    mut io: [LegIo; 2],
+    mut rx: mpsc::Receiver<Control>,
+) -> RelayReport {
     let mut buf = [0u8; BUF_LEN];
     let mut ticker = tokio::time::interval(Duration::from_millis(u64::from(FRAME_MS)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let [a, b] = &io;
     loop {
+        let [a, b] = &io;
         let wake = tokio::select! {
             msg = rx.recv() => match msg {
                 None | Some(Control::Stop) => Wake::Done,
@@ -242,7 +298,7 @@ async fn run(mut core: RelayCore, io: [LegIo; 2], mut rx: mpsc::Receiver<Control
                     if !timer_was_needed && core.timer_needed() {
                         ticker.reset_immediately();
                     }
-                    Wake::Handled
+                    Wake::Applied
                 }
             },
             _ = ticker.tick(), if core.timer_needed() => {
@@ -255,7 +311,11 @@ async fn run(mut core: RelayCore, io: [LegIo; 2], mut rx: mpsc::Receiver<Control
             r = b.rtcp.readable() => readable(r, Leg::B, SocketKind::Rtcp),
         };
         match wake {
-            Wake::Readable(leg, kind) => drain(&mut core, &io, leg, kind, &mut buf),
+            Wake::Readable(leg, kind) => {
+                drain(&mut core, &io, leg, kind, &mut buf);
+                io[leg.index()].follow_latch(kind, core.latched(leg, kind));
+            }
+            Wake::Applied => follow_latches(&core, &mut io),
             Wake::Handled => {}
             Wake::Done => break,
         }
@@ -296,13 +356,13 @@ fn apply(core: &mut RelayCore, control: Control) {
 fn send_tones(core: &mut RelayCore, io: &[LegIo; 2], buf: &mut [u8]) {
     for leg in [Leg::A, Leg::B] {
         if let Some((len, to)) = core.poll_tone(leg, buf) {
-            let sent = io[leg.index()].rtp.try_send_to(&buf[..len], to);
+            let sent = io[leg.index()].send(SocketKind::Rtp, &buf[..len], to);
             if sent.is_err() {
                 core.note_send_error(leg);
             }
         }
         if let Some((len, to)) = core.poll_dtmf(leg, buf) {
-            let sent = io[leg.index()].rtp.try_send_to(&buf[..len], to);
+            let sent = io[leg.index()].send(SocketKind::Rtp, &buf[..len], to);
             if sent.is_err() {
                 core.note_send_error(leg);
             }
@@ -334,10 +394,7 @@ fn drain(core: &mut RelayCore, io: &[LegIo; 2], leg: Leg, kind: SocketKind, buf:
             socket,
             to,
         } = verdict
-            && io[out.index()]
-                .socket(socket)
-                .try_send_to(packet, to)
-                .is_err()
+            && io[out.index()].send(socket, packet, to).is_err()
         {
             core.note_send_error(out);
         }
