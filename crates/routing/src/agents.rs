@@ -84,7 +84,7 @@ impl<R: Entropy> Router<R> {
 
     /// Takes `a` out of whatever offer it is ringing with (not as a miss), returning the call
     /// to its queue if nobody else is ringing.
-    fn drop_offer(&mut self, now: Time, a: u32) {
+    pub(crate) fn drop_offer(&mut self, now: Time, a: u32) {
         if let AgentState::Offered { call, .. } = self.agents[a as usize].state {
             self.retract(now, call.0, a, WithdrawReason::AgentUnavailable);
         }
@@ -114,6 +114,11 @@ impl<R: Entropy> Router<R> {
                 self.make_available(now, a, Cause::Request);
                 Ok(())
             }
+            AgentState::OutboundCall { .. } => {
+                self.agents[a as usize].misses = 0;
+                self.after_this_call(a, AfterCall::Ready);
+                Ok(())
+            }
             s @ (AgentState::Offered { .. } | AgentState::OnCall { .. }) => {
                 Err(EventError::InvalidState {
                     agent: AgentId(a),
@@ -130,7 +135,9 @@ impl<R: Entropy> Router<R> {
         reason: NotReadyReason,
     ) -> Result<(), EventError> {
         match self.agents[a as usize].state {
-            AgentState::OnCall { .. } => self.after_this_call(a, AfterCall::NotReady(reason)),
+            AgentState::OnCall { .. } | AgentState::OutboundCall { .. } => {
+                self.after_this_call(a, AfterCall::NotReady(reason))
+            }
             AgentState::Offered { .. } => {
                 self.drop_offer(now, a);
                 self.set_state(now, a, AgentState::NotReady { reason }, Cause::Request);
@@ -141,7 +148,7 @@ impl<R: Entropy> Router<R> {
     }
 
     /// Sets what `a` does when its call ends; a pending logout is never overridden.
-    fn after_this_call(&mut self, a: u32, next: AfterCall) {
+    pub(crate) fn after_this_call(&mut self, a: u32, next: AfterCall) {
         let agent = &mut self.agents[a as usize];
         if agent.after_call != AfterCall::LogOut {
             agent.after_call = next;
@@ -151,7 +158,9 @@ impl<R: Entropy> Router<R> {
     pub(crate) fn on_logout(&mut self, now: Time, a: u32) -> Result<(), EventError> {
         match self.agents[a as usize].state {
             AgentState::LoggedOut => {}
-            AgentState::OnCall { .. } => self.agents[a as usize].after_call = AfterCall::LogOut,
+            AgentState::OnCall { .. } | AgentState::OutboundCall { .. } => {
+                self.agents[a as usize].after_call = AfterCall::LogOut
+            }
             _ => self.log_out(now, a, Cause::Request),
         }
         Ok(())
@@ -191,8 +200,16 @@ impl<R: Entropy> Router<R> {
     }
 
     pub(crate) fn on_wrap_up_done(&mut self, now: Time, a: u32) -> Result<(), EventError> {
-        if matches!(self.agents[a as usize].state, AgentState::WrapUp { .. }) {
-            self.make_available(now, a, Cause::Request);
+        let agent = &mut self.agents[a as usize];
+        match agent.state {
+            AgentState::WrapUp { .. } => self.make_available(now, a, Cause::Request),
+            // The wrap-up an own call interrupted is done: Available after that call.
+            AgentState::OutboundCall { .. } => {
+                if matches!(agent.after_call, AfterCall::WrapUpUntil(_)) {
+                    agent.after_call = AfterCall::Ready;
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -208,7 +225,9 @@ impl<R: Entropy> Router<R> {
         let reason = NotReadyReason::ConnectionLost;
         match self.agents[a as usize].state {
             AgentState::LoggedOut => {}
-            AgentState::OnCall { .. } => self.after_this_call(a, AfterCall::NotReady(reason)),
+            AgentState::OnCall { .. } | AgentState::OutboundCall { .. } => {
+                self.after_this_call(a, AfterCall::NotReady(reason))
+            }
             _ => {
                 self.drop_offer(now, a);
                 self.set_state(
@@ -234,7 +253,9 @@ impl<R: Entropy> Router<R> {
             AfterCall::NotReady(reason) => {
                 self.set_state(now, a, AgentState::NotReady { reason }, Cause::CallEnded)
             }
-            AfterCall::WrapUp => {
+            // Set only during an own call, reset when it ends: not seen here; the queue's
+            // wrap-up would be the safe reading of either.
+            AfterCall::WrapUp | AfterCall::Ready | AfterCall::WrapUpUntil(_) => {
                 let wrap = self.queues[q as usize].params.wrap_up;
                 if wrap.is_zero() {
                     self.make_available(now, a, Cause::CallEnded);

@@ -24,7 +24,7 @@ impl<R: Entropy> Router<R> {
             .queues
             .get(queue.idx())
             .ok_or(EventError::UnknownQueue(queue))?;
-        if self.calls.contains_key(&call.0) {
+        if self.calls.contains_key(&call.0) || self.outbound.contains_key(&call.0) {
             return Err(EventError::DuplicateCall(call));
         }
         let reqs = match skills {

@@ -60,17 +60,43 @@ pub enum Event {
     },
     /// Replace queues and operators; waiting calls, offers and calls in progress are kept.
     Reconfigure(Arc<RouterConfig>),
+    /// The operator placed a call of their own (dialled a number): `call` is its id, unique
+    /// among the calls the router holds, queue calls included. The operator is
+    /// [`AgentState::OutboundCall`] meanwhile: offered nothing, counted as on call, and the
+    /// call has no queue visit and no [`Outcome`]. A queue call ringing there is withdrawn
+    /// (not a miss) and goes back to the head of its queue. Allowed from Available, Not
+    /// Ready, wrap-up and ringing; logged out or already on a call is `InvalidState`.
+    OutboundStarted { agent: AgentId, call: CallId },
+    /// The operator's own call ended. There is no wrap-up after it: the operator goes back
+    /// to Available if they were Available (or ringing) when dialling, else to what they
+    /// were: Not Ready with its reason, or wrap-up until its end if it is not over yet. A
+    /// logout, Not Ready, Ready or connection loss meanwhile applies now instead.
+    OutboundEnded { call: CallId },
 }
 
 /// An operator's state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AgentState {
     LoggedOut,
-    NotReady { reason: NotReadyReason },
+    NotReady {
+        reason: NotReadyReason,
+    },
     Available,
-    Offered { call: CallId, deadline: Time },
-    OnCall { call: CallId },
-    WrapUp { until: Time },
+    Offered {
+        call: CallId,
+        deadline: Time,
+    },
+    OnCall {
+        call: CallId,
+    },
+    WrapUp {
+        until: Time,
+    },
+    /// On a call of their own ([`Event::OutboundStarted`]), not a queue call; counted as
+    /// [`StateKind::OnCall`].
+    OutboundCall {
+        call: CallId,
+    },
 }
 
 impl AgentState {
@@ -83,6 +109,7 @@ impl AgentState {
             AgentState::Offered { .. } => StateKind::Offered,
             AgentState::OnCall { .. } => StateKind::OnCall,
             AgentState::WrapUp { .. } => StateKind::WrapUp,
+            AgentState::OutboundCall { .. } => StateKind::OnCall,
         }
     }
 }
@@ -124,7 +151,7 @@ impl StateKind {
 /// Why an operator changed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Cause {
-    /// The operator asked (login, logout, ready, not ready, wrap-up done).
+    /// The operator asked (login, logout, ready, not ready, wrap-up done) or dialled out.
     Request,
     /// The router offered a call.
     Offer,
@@ -134,7 +161,7 @@ pub enum Cause {
     Withdrawn,
     /// The offer was missed (ring timeout or declined).
     Missed,
-    /// The call ended.
+    /// The call ended (a queue call, or the operator's own).
     CallEnded,
     /// Wrap-up time ran out.
     WrapUpTimeout,
@@ -153,7 +180,8 @@ pub enum WithdrawReason {
     RingTimeout,
     /// The caller hung up.
     CallerHungUp,
-    /// The operator went Not Ready, logged out, lost the connection or was removed.
+    /// The operator went Not Ready, logged out, lost the connection, dialled out or was
+    /// removed.
     AgentUnavailable,
     /// The call was transferred to a queue.
     Transferred,
@@ -245,7 +273,7 @@ pub enum EventError {
     UnknownQueue(QueueId),
     UnknownSkill(SkillId),
     UnknownCall(CallId),
-    /// `CallArrived` for a call the router already holds.
+    /// `CallArrived` or `OutboundStarted` for a call the router already holds.
     DuplicateCall(CallId),
     /// Accept/decline from an operator the call is not (or no longer) offered to: the
     /// engine must hang up that operator leg.

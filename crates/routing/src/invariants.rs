@@ -4,7 +4,7 @@ use crate::agents::{facts, live};
 use crate::event::AgentState;
 use crate::keys::{available_key, key_agent, key_call, key_tier};
 use crate::rng::Entropy;
-use crate::router::{CallState, Router};
+use crate::router::{AfterCall, CallState, Router};
 use crate::time::Time;
 
 impl<R: Entropy> Router<R> {
@@ -22,10 +22,37 @@ impl<R: Entropy> Router<R> {
                     Some(CallState::Connected { agent, .. }) if *agent == a as u32 => {}
                     other => return Err(format!("agent {a} on {call} which is {other:?}")),
                 },
+                AgentState::OutboundCall { call }
+                    if self.outbound.get(&call.0) != Some(&(a as u32)) =>
+                {
+                    return Err(format!("agent {a} on own {call} not recorded as theirs"));
+                }
+                _ => {}
+            }
+            let own_call = matches!(agent.state, AgentState::OutboundCall { .. });
+            match agent.after_call {
+                AfterCall::Ready | AfterCall::WrapUpUntil(_) if !own_call => {
+                    return Err(format!(
+                        "agent {a} {:?} holds {:?}, meant for after an own call",
+                        agent.state, agent.after_call
+                    ));
+                }
+                AfterCall::WrapUp if own_call => {
+                    return Err(format!("agent {a} on an own call would wrap up after it"));
+                }
                 _ => {}
             }
             if agent.removed && !agent.members.is_empty() && agent.state == AgentState::LoggedOut {
                 return Err(format!("removed agent {a} still a member"));
+            }
+        }
+        for (&c, &a) in &self.outbound {
+            if self.calls.contains_key(&c) {
+                return Err(format!("own call {c} also a queue call"));
+            }
+            match self.agents.get(a as usize).map(|x| &x.state) {
+                Some(AgentState::OutboundCall { call }) if call.0 == c => {}
+                s => return Err(format!("own call {c} of agent {a} which is {s:?}")),
             }
         }
         for (&c, call) in &self.calls {

@@ -17,7 +17,8 @@
 //! replays exactly; events and commands are serialisable so the stream can be recorded.
 //!
 //! ## Guarantees (checked by [`Router::check_invariants`] in the tests)
-//! - an operator holds at most one offer or call; a call is connected to at most one operator;
+//! - an operator holds at most one offer or call (a queue call or one of their own); a call
+//!   is connected to at most one operator;
 //! - every visit of a call to a queue ends in exactly one [`Outcome`];
 //! - per queue, `offered = answered + abandoned + overflowed + rejected + waiting + ringing`;
 //! - after every input, no waiting call has an Available operator that could take it.
@@ -33,6 +34,7 @@ mod event;
 mod ids;
 mod invariants;
 mod keys;
+mod outbound;
 mod reconfig;
 mod rng;
 mod router;

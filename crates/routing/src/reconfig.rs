@@ -1,6 +1,6 @@
 //! Applying a configuration at run time without losing waiting calls, offers or calls in
 //! progress. Ids stay stable: a queue or operator keeps its id by name; removed operators
-//! are logged out (after their call, if talking); removed queues are retired: they take no
+//! are logged out (after their call, queue call or own, if talking); removed queues are retired: they take no
 //! new calls but serve the ones they hold with the members they had.
 
 use crate::config::{ConfigError, OverflowConfig, RouterConfig};
@@ -75,7 +75,9 @@ impl<R: Entropy> Router<R> {
             }
             agent.removed = true;
             match agent.state {
-                AgentState::OnCall { .. } => agent.after_call = AfterCall::LogOut,
+                AgentState::OnCall { .. } | AgentState::OutboundCall { .. } => {
+                    agent.after_call = AfterCall::LogOut
+                }
                 _ => self.log_out(now, a, Cause::Reconfigured),
             }
         }

@@ -1,6 +1,6 @@
 //! The router: state, the public entry points, and the event dispatcher. The transitions
-//! live in `agents.rs` (operator states), `calls.rs` (call lifecycle), `select.rs` (the
-//! strategies) and `reconfig.rs`.
+//! live in `agents.rs` (operator states), `calls.rs` (call lifecycle), `outbound.rs`
+//! (operators' own calls), `select.rs` (the strategies) and `reconfig.rs`.
 
 use crate::config::{ConfigError, NotReadyReason, RelaxStep, RouterConfig, Strategy, WhenEmpty};
 use crate::event::{AgentState, Command, Event, EventError, OverflowTarget, SkillReq};
@@ -14,12 +14,17 @@ use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What an operator does when the call in hand ends.
+/// What an operator does when the call in hand ends. `WrapUp` is the default after a queue
+/// call; `Ready` and `WrapUpUntil` are set only while on a call of their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AfterCall {
     WrapUp,
     NotReady(NotReadyReason),
     LogOut,
+    /// Available.
+    Ready,
+    /// Back to the wrap-up it interrupted, if not over by then.
+    WrapUpUntil(Time),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +187,8 @@ pub struct Router<R> {
     pub(crate) queue_names: FxHashMap<Arc<str>, u32>,
     pub(crate) skill_names: FxHashMap<Arc<str>, SkillId>,
     pub(crate) calls: FxHashMap<u64, CallRec>,
+    /// Operators' own calls: call id to operator.
+    pub(crate) outbound: FxHashMap<u64, u32>,
     pub(crate) timers: BinaryHeap<Reverse<(Time, Timer)>>,
     pub(crate) out: VecDeque<Command>,
     pub(crate) rng: R,
@@ -203,6 +210,7 @@ impl<R: Entropy> Router<R> {
             queue_names: FxHashMap::default(),
             skill_names: FxHashMap::default(),
             calls: FxHashMap::default(),
+            outbound: FxHashMap::default(),
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
             rng,
@@ -248,6 +256,10 @@ impl<R: Entropy> Router<R> {
             Event::Reconfigure(config) => self
                 .apply_config(now, &config)
                 .map_err(|e| EventError::BadConfig(e.iter().map(|e| e.to_string()).collect())),
+            Event::OutboundStarted { agent, call } => {
+                self.on_outbound_started(now, self.agent_idx(agent)?, call)
+            }
+            Event::OutboundEnded { call } => self.on_outbound_ended(now, call),
         }
     }
 

@@ -2,9 +2,9 @@
 //!
 //! Random event sequences (logins, readiness, arrivals with priorities and skills, accepts and
 //! declines by offered and by unrelated operators, hang-ups, call ends, wrap-up, connection
-//! losses, transfers, time advancing through the router's deadlines, and reconfigurations that
-//! add or remove an operator or a queue) are applied to small random configurations. After
-//! every step:
+//! losses, transfers, operators' own calls out and their ends, time advancing through the
+//! router's deadlines, and reconfigurations that add or remove an operator or a queue) are
+//! applied to small random configurations. After every step:
 //!
 //! - `Router::check_invariants` must hold;
 //! - a reference model, built only from the emitted `Command`s (and the events we sent), must
@@ -141,6 +141,14 @@ enum Op {
         call: u16,
         queue: u8,
     },
+    /// The operator dials out (`OutboundStarted`): mostly with a fresh call id, sometimes with
+    /// the id of a live queue call or own call (must fail).
+    Dial {
+        agent: u8,
+        id: u8,
+    },
+    /// `OutboundEnded` of a live own call (or of any id, when there is none).
+    HangUpOwn(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +277,8 @@ fn op_strategy(g: Gen) -> BoxedStrategy<Op> {
         3 => Just(Op::AdvanceToTimeout),
         1 => (any::<bool>(), any::<u8>()).prop_map(|(q, i)| Op::Toggle(q, i)),
         1 => any::<u8>().prop_map(Op::BadConfig),
+        3 => (any::<u8>(), any::<u8>()).prop_map(|(agent, id)| Op::Dial { agent, id }),
+        4 => any::<u16>().prop_map(Op::HangUpOwn),
     ];
     let mut ops = base.boxed();
     if g.mutations {
@@ -337,9 +347,13 @@ enum Cov {
     TransferConnected,
     NotOffered,
     Mutated,
+    OwnCall,
+    OwnCallWhileRinging,
+    OwnCallBackToWrapUp,
+    OwnCallThenLogout,
 }
 
-const COV_NAMES: [&str; 21] = [
+const COV_NAMES: [&str; 25] = [
     "answered",
     "abandoned",
     "overflow-queue",
@@ -361,9 +375,13 @@ const COV_NAMES: [&str; 21] = [
     "transfer-connected",
     "not-offered-error",
     "config-changed",
+    "own-call",
+    "own-call-while-ringing",
+    "own-call-back-to-wrap-up",
+    "own-call-then-logout",
 ];
 
-static COVERAGE: [AtomicU64; 21] = [const { AtomicU64::new(0) }; 21];
+static COVERAGE: [AtomicU64; 25] = [const { AtomicU64::new(0) }; 25];
 
 fn cov(c: Cov) {
     COVERAGE[c as usize].fetch_add(1, Relaxed);
@@ -405,6 +423,18 @@ struct AgentM {
     expect_miss: Option<bool>,
     /// Queue of the last call that ended, for the wrap-up length.
     last_queue: Option<QueueId>,
+    /// The operator's own call (from `OutboundCall` state changes) and what they come back
+    /// to after it, as the documented rules say.
+    own: Option<(CallId, Next)>,
+}
+
+/// What an operator on an own call comes back to.
+#[derive(Debug, Clone, PartialEq)]
+enum Next {
+    Ready,
+    NotReady(NotReadyReason),
+    WrapUpUntil(Time),
+    LogOut,
 }
 
 #[derive(Debug, Clone)]
@@ -670,6 +700,7 @@ impl Harness {
                         misses: 0,
                         expect_miss: None,
                         last_queue: None,
+                        own: None,
                     },
                 );
             }
@@ -860,6 +891,48 @@ impl Harness {
         self.calls.get(&c).and_then(|m| m.open.as_ref())
     }
 
+    /// The operator on own call `c`, if it is live.
+    fn own_agent(&self, c: CallId) -> Option<AgentId> {
+        self.agents
+            .iter()
+            .find(|(_, m)| m.own.as_ref().is_some_and(|o| o.0 == c))
+            .map(|(&a, _)| a)
+    }
+
+    fn own_calls(&self) -> Vec<CallId> {
+        self.agents
+            .values()
+            .filter_map(|m| m.own.as_ref().map(|o| o.0))
+            .collect()
+    }
+
+    /// A request of an operator on an own call changes what they come back to (a pending
+    /// logout is never overridden).
+    fn own_call_request(&mut self, ev: &Event) {
+        let (agent, next) = match ev {
+            Event::Logout { agent } => (agent, Some(Next::LogOut)),
+            Event::NotReady { agent, reason } => (agent, Some(Next::NotReady(reason.clone()))),
+            Event::ConnectionLost { agent } => {
+                (agent, Some(Next::NotReady(NotReadyReason::ConnectionLost)))
+            }
+            Event::Ready { agent } => (agent, Some(Next::Ready)),
+            Event::WrapUpDone { agent } => (agent, None),
+            _ => return,
+        };
+        let Some((_, n)) = self.agents.get_mut(agent).and_then(|m| m.own.as_mut()) else {
+            return;
+        };
+        match next {
+            _ if *n == Next::LogOut => {}
+            Some(next) => *n = next,
+            None => {
+                if matches!(n, Next::WrapUpUntil(_)) {
+                    *n = Next::Ready;
+                }
+            }
+        }
+    }
+
     fn predict(&self, ev: &Event) -> Result<(), EventError> {
         match ev {
             Event::Login { agent, .. }
@@ -888,7 +961,7 @@ impl Harness {
                 if !self.params.contains_key(queue) {
                     return Err(EventError::UnknownQueue(*queue));
                 }
-                if self.open_visit(*call).is_some() {
+                if self.open_visit(*call).is_some() || self.own_agent(*call).is_some() {
                     return Err(EventError::DuplicateCall(*call));
                 }
                 for r in skills.iter().flatten() {
@@ -934,6 +1007,25 @@ impl Harness {
                     .map(|_| ())
                     .ok_or(EventError::UnknownCall(*call))
             }
+            Event::OutboundStarted { agent, call } => {
+                let m = self.need_agent(*agent)?;
+                if self.open_visit(*call).is_some() || self.own_agent(*call).is_some() {
+                    return Err(EventError::DuplicateCall(*call));
+                }
+                match m.state {
+                    AgentState::LoggedOut
+                    | AgentState::OnCall { .. }
+                    | AgentState::OutboundCall { .. } => Err(EventError::InvalidState {
+                        agent: *agent,
+                        state: m.state.kind(),
+                    }),
+                    _ => Ok(()),
+                }
+            }
+            Event::OutboundEnded { call } => self
+                .own_agent(*call)
+                .map(|_| ())
+                .ok_or(EventError::UnknownCall(*call)),
             Event::Reconfigure(config) => {
                 let problems = config.problems();
                 if problems.is_empty() {
@@ -1010,6 +1102,7 @@ impl Harness {
             }
             _ => {}
         }
+        self.own_call_request(&ev);
         self.process(Ctx::Event(ev));
     }
 
@@ -1149,6 +1242,14 @@ impl Harness {
             self.command(&ctx, cmd);
         }
         if matches!(ctx, Ctx::Event(Event::Reconfigure(_))) {
+            // An operator removed during an own call leaves after it.
+            for m in self.agents.values_mut() {
+                if let Some((_, next)) = &mut m.own
+                    && !self.a_present[m.pool]
+                {
+                    *next = Next::LogOut;
+                }
+            }
             // Commands of a reconfiguration come under the old parameters (removed operators
             // leave first); the model switches to the new ones afterwards.
             self.assign_ids();
@@ -1271,7 +1372,8 @@ impl Harness {
                     WithdrawReason::AgentUnavailable => {
                         matches!(ev,
                         Some(Event::NotReady { agent: a, .. } | Event::Logout { agent: a }
-                            | Event::ConnectionLost { agent: a }) if *a == agent)
+                            | Event::ConnectionLost { agent: a }
+                            | Event::OutboundStarted { agent: a, .. }) if *a == agent)
                             || matches!(ev, Some(Event::Reconfigure(_)))
                     }
                 };
@@ -1289,6 +1391,9 @@ impl Harness {
                             "ring timeout of {call:?} at {agent:?} at {now:?}, before the offer's deadline {deadline:?}"
                         );
                     }
+                }
+                if matches!(ev, Some(Event::OutboundStarted { .. })) {
+                    cov(Cov::OwnCallWhileRinging);
                 }
                 match reason {
                     WithdrawReason::RingTimeout => cov(Cov::RingTimeout),
@@ -1443,7 +1548,65 @@ impl Harness {
                 if matches!(from, AgentState::OnCall { .. }) && m.call.is_some() {
                     fail!(self, "{agent:?} left OnCall before the call's Outcome");
                 }
+                let mut own = m.own.clone();
+                if let AgentState::OutboundCall { call } = from {
+                    own = None;
+                    let ended = matches!(ev, Some(Event::OutboundEnded { call: c }) if *c == call);
+                    let Some((_, next)) = m.own.clone().filter(|o| ended && o.0 == call) else {
+                        fail!(
+                            self,
+                            "{agent:?} left own {call:?} ({:?}) in context {ctx:?}",
+                            m.own
+                        )
+                    };
+                    let removed = !self.a_present[m.pool];
+                    let want = match next {
+                        _ if removed => AgentState::LoggedOut,
+                        Next::LogOut => AgentState::LoggedOut,
+                        Next::Ready => AgentState::Available,
+                        Next::NotReady(reason) => AgentState::NotReady { reason },
+                        Next::WrapUpUntil(until) if until > now => AgentState::WrapUp { until },
+                        Next::WrapUpUntil(_) => AgentState::Available,
+                    };
+                    let want_cause = if removed {
+                        Cause::Reconfigured
+                    } else {
+                        Cause::CallEnded
+                    };
+                    if to != want || cause != want_cause {
+                        fail!(
+                            self,
+                            "{agent:?} after own {call:?} went to {to:?} ({cause:?}), want {want:?} ({want_cause:?})"
+                        );
+                    }
+                    match to {
+                        AgentState::WrapUp { .. } => cov(Cov::OwnCallBackToWrapUp),
+                        AgentState::LoggedOut => cov(Cov::OwnCallThenLogout),
+                        _ => {}
+                    }
+                }
                 match &to {
+                    AgentState::OutboundCall { call } => {
+                        let started = matches!(ev,
+                            Some(Event::OutboundStarted { agent: a, call: c }) if *a == agent && c == call);
+                        if !started || cause != Cause::Request || m.own.is_some() {
+                            fail!(
+                                self,
+                                "{agent:?} on own {call:?} ({cause:?}, own {:?}) in context {ctx:?}",
+                                m.own
+                            );
+                        }
+                        let next = match &from {
+                            AgentState::Available | AgentState::Offered { .. } => Next::Ready,
+                            AgentState::NotReady { reason } => Next::NotReady(reason.clone()),
+                            AgentState::WrapUp { until } => Next::WrapUpUntil(*until),
+                            _ => fail!(self, "{agent:?} dialled out from {from:?}"),
+                        };
+                        own = Some((*call, next));
+                        cov(Cov::OwnCall);
+                    }
+                    AgentState::WrapUp { .. }
+                        if matches!(from, AgentState::OutboundCall { .. }) => {}
                     AgentState::Offered { call, deadline } => {
                         if m.offer != Some((*call, *deadline)) || cause != Cause::Offer {
                             fail!(
@@ -1505,7 +1668,9 @@ impl Harness {
                     // A removed operator is forgotten once logged out.
                     self.eff.insert(agent, Vec::new());
                 }
-                self.agents.get_mut(&agent).expect("known").state = to;
+                let m = self.agents.get_mut(&agent).expect("known");
+                m.state = to;
+                m.own = own;
             }
         }
     }
@@ -1730,6 +1895,18 @@ impl Harness {
                 AgentState::OnCall { call } => Some(call),
                 _ => None,
             };
+            let own_call = match m.state {
+                AgentState::OutboundCall { call } => Some(call),
+                _ => None,
+            };
+            if own_call != m.own.as_ref().map(|o| o.0) {
+                fail!(
+                    self,
+                    "{a:?}: state {:?} but the model's own call is {:?}",
+                    m.state,
+                    m.own
+                );
+            }
             if offered != m.offer || on_call != m.call {
                 fail!(
                     self,
@@ -2038,6 +2215,28 @@ impl Harness {
                     skills: None,
                 })
             }
+            Op::Dial { agent, id } => {
+                let agent = self.agent_sel(agent);
+                let (live, own) = (self.live_calls(), self.own_calls());
+                let call = match id % 8 {
+                    0 if !live.is_empty() => live[usize::from(id / 8) % live.len()],
+                    1 if !own.is_empty() => own[usize::from(id / 8) % own.len()],
+                    _ => {
+                        self.next_call += 1;
+                        CallId(self.next_call - 1)
+                    }
+                };
+                self.event(Event::OutboundStarted { agent, call })
+            }
+            Op::HangUpOwn(i) => {
+                let own = self.own_calls();
+                let call = if own.is_empty() {
+                    self.any_call(i)
+                } else {
+                    own[i as usize % own.len()]
+                };
+                self.event(Event::OutboundEnded { call })
+            }
             Op::BadConfig(kind) => {
                 let mut config = self.build_config();
                 let first = config.queues[0].clone();
@@ -2078,6 +2277,9 @@ impl Harness {
     /// Ends every call (hang-up or call end), then runs out every deadline, and checks that
     /// each call had exactly one outcome per visit.
     fn drain(&mut self) {
+        while let Some(&call) = self.own_calls().first() {
+            self.event(Event::OutboundEnded { call });
+        }
         let mut flip = false;
         while let Some(&call) = self.live_calls().first() {
             let connected = self.open_visit(call).is_some_and(|v| v.connected.is_some());
@@ -2120,7 +2322,10 @@ impl Harness {
         for (&a, m) in &self.agents {
             if matches!(
                 m.state,
-                AgentState::Offered { .. } | AgentState::OnCall { .. } | AgentState::WrapUp { .. }
+                AgentState::Offered { .. }
+                    | AgentState::OnCall { .. }
+                    | AgentState::WrapUp { .. }
+                    | AgentState::OutboundCall { .. }
             ) {
                 fail!(self, "{a:?} still {:?} after drain", m.state);
             }

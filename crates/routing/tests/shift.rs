@@ -3,7 +3,8 @@
 //! Thousands of operators in ~20 queues (each operator in 2–5 queues with penalties 0–2 and
 //! 3–5 skills), every strategy, Poisson arrivals at ~90 % of capacity, exponential talk times,
 //! missed and declined offers, callers abandoning after an exponential patience, breaks,
-//! connection losses, transfers, wrap-up, overflow to queues and outside, relaxation of skills.
+//! connection losses, transfers, wrap-up, overflow to queues and outside, relaxation of skills,
+//! and operators' own calls out (from any state they may dial in, ringing included).
 //!
 //! The simulation keeps its own agenda of future events and merges it with
 //! `Router::poll_timeout()`. It checks the router's invariants every `check_every` events and at
@@ -39,6 +40,9 @@ const P_EARLY_WRAP_UP_DONE: f64 = 0.2;
 const MEAN_BREAK_INTERVAL: f64 = 3600.0;
 const MEAN_BREAK: f64 = 300.0;
 const CONNECTION_LOSSES_PER_HOUR: f64 = 20.0;
+/// Own calls out per operator and hour, and their mean length.
+const OWN_CALLS_PER_HOUR: f64 = 1.0;
+const MEAN_OWN_CALL: f64 = 120.0;
 const SERVICE_LEVEL: Duration = Duration::from_secs(20);
 /// Operators of the small last queue; they log out at `NIGHT_LINE_LEAVES` of the shift.
 const NIGHT_LINE_STAFF: usize = 4;
@@ -249,6 +253,14 @@ enum SimEv {
     Logout {
         agent: AgentId,
     },
+    /// The operator dials out, if their state allows.
+    Dial {
+        agent: AgentId,
+    },
+    /// The operator's own call `call` ends.
+    OwnEnd {
+        call: CallId,
+    },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -258,6 +270,8 @@ struct AgentS {
     seq: u64,
     offer: Option<(CallId, u64)>,
     call: Option<CallId>,
+    /// Their own call out.
+    own: Option<CallId>,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +314,9 @@ struct Totals {
     breaks: u64,
     connection_losses: u64,
     no_answer: u64,
+    own_calls: u64,
+    /// Own calls dialled while a queue call rang there (withdrawn, offered on).
+    own_calls_while_ringing: u64,
     answered_wait_sum: Duration,
     answered_wait_max: Duration,
 }
@@ -362,7 +379,8 @@ impl Sim {
             / p.queues as f64;
         let handle = MEAN_TALK + mean_wrap + 1.0 + MEAN_ACCEPT_DELAY;
         let on_break = MEAN_BREAK / (MEAN_BREAK_INTERVAL + MEAN_BREAK);
-        let capacity = p.agents as f64 * (1.0 - on_break) / handle; // calls per second
+        let on_own_calls = OWN_CALLS_PER_HOUR * MEAN_OWN_CALL / 3600.0;
+        let capacity = p.agents as f64 * (1.0 - on_break - on_own_calls) / handle; // calls per second
         let explicit_ok = (0..p.queues)
             .map(|i| !config.queues[i].relax.is_empty())
             .collect();
@@ -403,6 +421,8 @@ impl Sim {
             sim.schedule(at, SimEv::Login { agent });
             let at = Time::ZERO + sim.rng.exp(MEAN_BREAK_INTERVAL);
             sim.schedule(at, SimEv::BreakStart { agent });
+            let at = Time::ZERO + sim.rng.exp(3600.0 / OWN_CALLS_PER_HOUR);
+            sim.schedule(at, SimEv::Dial { agent });
         }
         for a in 0..NIGHT_LINE_STAFF.min(n) {
             let at = Time::ZERO + Duration::from_secs_f64(NIGHT_LINE_LEAVES * p.hours * 3600.0);
@@ -617,6 +637,30 @@ impl Sim {
                 self.totals.connection_losses += 1;
                 self.send(Event::ConnectionLost { agent });
             }
+            SimEv::Dial { agent } => {
+                if self.now >= self.shift_end {
+                    return;
+                }
+                let at = self.now + self.rng.exp(3600.0 / OWN_CALLS_PER_HOUR);
+                self.schedule(at, SimEv::Dial { agent });
+                let ringing = match self.agent(agent).state {
+                    Some(AgentState::Offered { .. }) => true,
+                    Some(
+                        AgentState::Available
+                        | AgentState::NotReady { .. }
+                        | AgentState::WrapUp { .. },
+                    ) => false,
+                    _ => return, // logged out or on a call: no dialling
+                };
+                let call = CallId(self.next_call);
+                self.next_call += 1;
+                self.totals.own_calls += 1;
+                self.totals.own_calls_while_ringing += u64::from(ringing);
+                self.send(Event::OutboundStarted { agent, call });
+                let at = self.now + self.rng.exp(MEAN_OWN_CALL);
+                self.schedule(at, SimEv::OwnEnd { call });
+            }
+            SimEv::OwnEnd { call } => self.send(Event::OutboundEnded { call }),
             SimEv::Login { agent } => self.send(Event::Login { agent, ready: true }),
             SimEv::Logout { agent } => {
                 // Breaks and connection losses may still hit an operator who logs out during
@@ -815,6 +859,16 @@ impl Sim {
                 a.seq += 1;
                 let seq = a.seq;
                 a.state = Some(to.clone());
+                if let AgentState::OutboundCall { call } = from {
+                    assert_eq!(a.own.take(), Some(call), "{agent:?}: own call chain broken");
+                }
+                if let AgentState::OutboundCall { call } = to {
+                    assert!(
+                        a.offer.is_none() && a.call.is_none() && a.own.is_none(),
+                        "{agent:?} dials out holding {a:?}"
+                    );
+                    a.own = Some(call);
+                }
                 match to {
                     AgentState::NotReady { reason } => {
                         let mean = match reason {
@@ -957,6 +1011,7 @@ impl Sim {
         }
         for a in &self.agents {
             assert_eq!(a.state, Some(AgentState::LoggedOut));
+            assert_eq!(a.own, None);
         }
     }
 }
@@ -1042,6 +1097,10 @@ fn simulate(p: ShiftParams) -> (Report, Totals) {
         t.breaks,
         t.connection_losses
     );
+    println!(
+        "  own calls out {} ({} while a queue call rang there)",
+        t.own_calls, t.own_calls_while_ringing
+    );
     for (i, &q) in sim.queue_ids.iter().enumerate() {
         let s = sim.router.queue_stats(q, sim.now).expect("stats");
         println!(
@@ -1092,6 +1151,7 @@ fn shift_2000_operators_two_hours() {
         "{t:?}"
     );
     assert!(t.connection_losses > 0 && r.rejected > 0, "{r:?} {t:?}");
+    assert!(t.own_calls > 0 && t.own_calls_while_ringing > 0, "{t:?}");
 }
 
 /// The same inputs replay to the same figures, event for event.
