@@ -51,6 +51,12 @@ pub enum Input {
     AgentOffline { agent: AgentId },
     /// An operator asked for a state (console, feature code).
     AgentRequest(Event),
+    /// The operator dialled out on their own: `call` (an id none of the engine's calls has)
+    /// stays outside the engine, the routing core has the operator busy on it. A call
+    /// ringing at their phone is withdrawn, its leg cancelled, and offered on.
+    OutboundStarted { agent: AgentId, call: CallId },
+    /// The operator's own call `call` ended: they go back to what they were.
+    OutboundEnded { call: CallId },
     /// The operator of the connected leg `leg` transferred the call to `queue` (blind
     /// transfer, REFER): the call is re-queued, the PBX leg stays answered.
     AgentTransfer { leg: LegId, queue: QueueId },
@@ -332,6 +338,16 @@ impl<R: Entropy> Engine<R> {
             }
             Input::AgentRequest(ev) => {
                 let _ = self.router.handle(now, ev);
+            }
+            Input::OutboundStarted { agent, call } => {
+                if !self.calls.contains_key(&call) {
+                    let _ = self
+                        .router
+                        .handle(now, Event::OutboundStarted { agent, call });
+                }
+            }
+            Input::OutboundEnded { call } => {
+                let _ = self.router.handle(now, Event::OutboundEnded { call });
             }
             Input::AgentTransfer { leg, queue } => self.transfer(now, leg, queue),
             Input::AgentTransferOut { leg, number } => self.transfer_out(now, leg, number),

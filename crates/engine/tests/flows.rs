@@ -869,3 +869,77 @@ fn an_overflow_target_that_fails_ends_the_call() {
     );
     assert_eq!(t.outcomes.len(), 1, "the overflow was the visit's outcome");
 }
+
+/// An operator dials out on their own while a queue call rings at their phone: the offer is
+/// withdrawn and its leg cancelled (a crossing `200` is hung up), the call is offered to the
+/// next operator, and the own call leaves no record; when it ends the operator is Available.
+#[test]
+fn dialling_out_while_ringing_cancels_the_leg_and_offers_the_call_on() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice", "bob"]);
+    t.online("alice");
+    t.now = t.now + Duration::from_secs(1);
+    t.online("bob");
+    let out = t.inbound(1, AnswerMode::OnEnqueue);
+    let (alice, bob) = (t.agent("alice"), t.agent("bob"));
+    let [(alice_leg, a)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(a, alice);
+    t.run(Input::AgentRinging { leg: alice_leg });
+
+    let own = CallId(100);
+    let out = t.run(Input::OutboundStarted {
+        agent: alice,
+        call: own,
+    });
+    assert!(
+        out.contains(&Output::CancelAgent { leg: alice_leg }),
+        "{out:?}"
+    );
+    let [(bob_leg, b)] = invites(&out)[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(b, bob);
+    assert!(out.contains(&Output::AgentState {
+        agent: alice,
+        state: AgentState::OutboundCall { call: own }
+    }));
+    let out = t.run(Input::AgentAnswered { leg: alice_leg });
+    assert_eq!(
+        out,
+        [Output::HangUpAgent { leg: alice_leg }],
+        "CANCEL crossed the 200"
+    );
+    let out = t.run(Input::AgentAnswered { leg: bob_leg });
+    assert!(out.contains(&Output::Bridge {
+        call: CallId(1),
+        leg: bob_leg
+    }));
+
+    let out = t.run(Input::OutboundEnded { call: own });
+    assert_eq!(
+        out,
+        [Output::AgentState {
+            agent: alice,
+            state: AgentState::Available
+        }],
+        "no wrap-up, no miss, no record of an own call"
+    );
+    assert!(t.outcomes.is_empty() && t.done.is_empty());
+}
+
+/// An own call with the id of one of the engine's calls is ignored (the ids would clash).
+#[test]
+fn an_own_call_with_the_id_of_a_call_in_hand_is_ignored() {
+    let mut t = T::new(Strategy::LongestIdle, &["alice", "bob"]);
+    t.online("alice");
+    t.inbound(1, AnswerMode::OnEnqueue);
+    let bob = t.agent("bob");
+    t.online("bob");
+    let out = t.run(Input::OutboundStarted {
+        agent: bob,
+        call: CallId(1),
+    });
+    assert_eq!(out, []);
+    assert_eq!(state(&t, "bob"), AgentState::Available);
+}
