@@ -21,7 +21,6 @@
 #[allow(dead_code, unused_imports)]
 mod sip_harness;
 
-#[allow(dead_code)]
 mod audio;
 
 use sip_harness::{
