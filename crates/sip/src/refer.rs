@@ -320,7 +320,15 @@ mod tests {
         for n in ["0612345678", "+33123456789", "*21#", "9"] {
             assert!(dialable(n), "{n}");
         }
-        for n in ["", "+", "alice", "06 12", "0612-34", &"1".repeat(33), "+33;x"] {
+        for n in [
+            "",
+            "+",
+            "alice",
+            "06 12",
+            "0612-34",
+            &"1".repeat(33),
+            "+33;x",
+        ] {
             assert!(!dialable(n), "{n}");
         }
     }

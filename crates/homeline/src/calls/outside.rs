@@ -91,7 +91,12 @@ impl Calls {
             .agent_sdp
             .offer_codecs(m.agent_port, &codecs, Direction::SendRecv);
         let (trunk, caller) = (m.trunk.clone(), m.caller.clone());
-        info!(call = call.0, leg = leg.0, trunk, "calling an outside target");
+        info!(
+            call = call.0,
+            leg = leg.0,
+            trunk,
+            "calling an outside target"
+        );
         debug!(call = call.0, number, "outside number");
         self.edge
             .invite_trunk(
