@@ -14,6 +14,10 @@
 //! goes to wrap-up, and the caller talks to the outside party (RTP both ways through the
 //! relay); when it is busy, alice gets NOTIFY `486` and keeps the caller.
 //!
+//! Overflow of an answered call to an external target goes out the same way: a caller who
+//! waits past `max_wait` in a queue whose `overflow` is `{ external = "sip:0612345678@pbx" }`
+//! is called out to 0612345678 and talks to it.
+//!
 //! Files: `tests/calls/sipp/{pbx_transfer,pbx_talk,pbx_hungup,operator_refer,
 //! operator_transferee,outside_uas,outside_busy}.xml`, `tests/calls/homeline.toml.in` (with a
 //! `sales` queue and route added here). Peers from `bash tests/run-all.sh`.
@@ -393,5 +397,70 @@ fn a_busy_outside_number_fails_the_transfer_and_the_caller_stays_with_the_operat
         states.get(..3),
         Some(&["offered".to_string(), "on_call".into(), "wrap_up".into()][..]),
         "{states:?}\n{context}"
+    );
+}
+
+#[test]
+fn an_answered_caller_waiting_past_max_wait_overflows_to_an_outside_number() {
+    require("sipp", "sip-tester");
+    let _serial = serial();
+    let pbx_port = free_port_pair(HOMELINE_IP);
+    let mut target = outside_target("outside_uas.xml", pbx_port);
+    let text = std::fs::read_to_string(repo().join("tests/calls/homeline.toml.in"))
+        .expect("read the calls template");
+    let queue_end = "max_misses = 1\n";
+    assert!(text.contains(queue_end), "the template's queue changed");
+    let text = text.replacen(
+        queue_end,
+        "max_misses = 1\nmax_wait = \"1s\"\n\
+         overflow = { external = \"sip:0612345678@pbx.example\" }\n",
+        1,
+    );
+    let template = test_dir("overflow_template").join("homeline.toml.in");
+    std::fs::write(&template, text).expect("write the template");
+    // Nobody logged in: the caller waits with music until max_wait.
+    let mut h = Homeline::start(
+        "overflow_outside",
+        Setup::default()
+            .template(template)
+            .pbx(pbx_port, "0s")
+            .value("STRATEGY", "longest-idle")
+            .value("RING_TIMEOUT", "15s")
+            .value("WRAP_UP", "0s")
+            .value("AGENTS", ""),
+    );
+    let tone = audio::wav_ulaw(&audio::tone(1000.0, 3.0, 0.5));
+    std::fs::write(h.dir.join("tone1k_ulaw.wav"), tone).expect("write the PBX's WAV");
+    h.sipp_in(&sipp_dir(), "pbx_talk.xml")
+        .service("8000")
+        .arg("-d")
+        .arg("6000")
+        .run(&mut h);
+    assert!(
+        ended(&mut target, &mut h, "the outside target's SIPp"),
+        "the outside target should get the caller's number and homeline's BYE\n{}",
+        target.output(),
+    );
+    h.expect_event(0, WAIT, "call media ended", &[]);
+    let report = h
+        .logs
+        .matching(|l| l.is("call media ended", &[]))
+        .last()
+        .and_then(|l| l.field("media"))
+        .unwrap_or_default();
+    let outcomes = h.logs.matching(|l| l.is("call outcome", &[]));
+    let context = format!("relay: {report}\noutcomes: {outcomes:?}\n{}", h.report());
+    assert_eq!(outcomes.len(), 1, "{context}");
+    assert!(
+        outcomes[0]
+            .field("outcome")
+            .unwrap_or_default()
+            .contains("Overflowed"),
+        "{context}"
+    );
+    let counts = forwarded(&report);
+    assert!(
+        counts.len() >= 2 && counts[0] > 150 && counts[1] > 150,
+        "RTP both ways between the caller and the outside target: {counts:?}\n{context}"
     );
 }
