@@ -22,6 +22,8 @@ mod hold;
 mod outbound;
 mod outside;
 
+pub(crate) use outbound::OperatorOutbound;
+
 /// What the call task needs from the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct CallSettings {
@@ -29,6 +31,8 @@ pub(crate) struct CallSettings {
     pub queues: HashMap<String, (QueueId, AnswerMode)>,
     /// Operator name to `ready_on_register`.
     pub ready_on_register: HashMap<String, bool>,
+    /// Operator name to the trunk and caller id of their own outbound calls.
+    pub outbound: HashMap<String, OperatorOutbound>,
 }
 
 /// Music on hold: a soft, slow two-second pattern (a generated tone; a WAV comes later).
@@ -140,7 +144,10 @@ impl Calls {
                 offer,
                 trunk,
                 ..
-            } => match self.admit(call, &queue, caller, trunk, offer.as_deref()).await {
+            } => match self
+                .admit(call, &queue, caller, trunk, offer.as_deref())
+                .await
+            {
                 Some(input) => input,
                 None => return,
             },

@@ -125,7 +125,8 @@ async fn serve(cfg: &Config, router: Router<SplitMix64>, seed: u64) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the call task needs: queue ids and answer modes, `ready_on_register` per operator.
+/// What the call task needs: queue ids and answer modes, `ready_on_register` and the trunk
+/// and caller id of their own calls per operator (the trunk resolved: absent, the first).
 fn call_settings(
     cfg: &Config,
     queue_ids: impl Iterator<Item = (String, homeline_routing::QueueId)>,
@@ -147,6 +148,18 @@ fn call_settings(
             .agents
             .iter()
             .map(|a| (a.name.clone(), a.ready_on_register))
+            .collect(),
+        outbound: cfg
+            .agents
+            .iter()
+            .map(|a| {
+                let trunk = a.trunk.as_ref().or(cfg.trunks.first().map(|t| &t.name));
+                let line = calls::OperatorOutbound {
+                    trunk: trunk.cloned(),
+                    caller_id: a.caller_id.clone(),
+                };
+                (a.name.clone(), line)
+            })
             .collect(),
     }
 }

@@ -1,8 +1,11 @@
 //! Operators' own calls out through the trunk, end to end: the real `homeline` binary between
 //! a SIPp operator (registered, digest) dialling 0612345678 and a SIPp PBX listening on the
-//! trunk's address. The PBX checks the request-URI number and the trunk's caller id in From,
+//! address of trunk `pbx`, which is not the first trunk: the operator's `trunk = "pbx"`
+//! picks it (the first trunk's address has nobody listening). The PBX checks the request-URI
+//! number and the caller id in From (the operator's own `caller_id`, not the trunk's),
 //! challenges once with 401 and verifies the trunk credentials, answers 180 then 200 with SDP;
-//! both sides send RTP; the operator hangs up and the PBX must get the BYE.
+//! both sides send RTP; the operator hangs up and the PBX must get the BYE. The operator is
+//! on call (their own) meanwhile and Available right after, with no wrap-up.
 //!
 //! Files: `tests/calls/sipp/{operator_register,operator_outbound,pbx_outbound_uas}.xml`,
 //! `tests/calls/homeline_outbound.toml.in`.
@@ -80,7 +83,7 @@ fn forwarded(report: &str) -> Vec<u64> {
 }
 
 #[test]
-fn an_operator_calls_out_through_the_trunk_with_its_caller_id_and_credentials() {
+fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() {
     require("sipp", "sip-tester");
     let pbx_port = free_port_pair(HOMELINE_IP);
     let dir = sip_harness::test_dir("outbound_pbx");
@@ -92,8 +95,11 @@ fn an_operator_calls_out_through_the_trunk_with_its_caller_id_and_credentials() 
         .spawn(pbx_port);
     let agents = format!(
         "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
-         ready_on_register = true\n"
+         ready_on_register = true\ntrunk = \"pbx\"\ncaller_id = \"+15550100\"\n"
     );
+    // First in the file, so the default for operators' own calls; nothing listens there.
+    let decoy = "[[trunk]]\nname = \"carrier\"\npbx = \"127.0.0.1:9\"\n\
+                 allow = [\"127.0.0.3/32\"]\noptions_interval = \"0s\"\ncaller_id = \"+15550111\"\n";
     let mut h = Homeline::start(
         "outbound",
         Setup::default()
@@ -104,7 +110,9 @@ fn an_operator_calls_out_through_the_trunk_with_its_caller_id_and_credentials() 
             .value("STRATEGY", "longest-idle")
             .value("RING_TIMEOUT", "15s")
             .value("WRAP_UP", "0s")
-            .value("AGENTS", &agents),
+            .value("AGENTS", &agents)
+            .value("TRUNKS_BEFORE", decoy)
+            .value("TRUNK_CALLER_ID", "+15550199"),
     );
     std::fs::write(h.dir.join("tone660_ulaw.wav"), wav_ulaw(660.0))
         .expect("write the operator's WAV");
@@ -161,15 +169,21 @@ fn an_operator_calls_out_through_the_trunk_with_its_caller_id_and_credentials() 
         counts.len() >= 2 && counts[0] > 50 && counts[1] > 50,
         "RTP should flow both ways (forwarded from the PBX, from the operator: {counts:?})\n{report}"
     );
-    assert!(
+    let states = |state: &str| {
         h.logs
-            .matching(|l| l.is(
-                "operator state",
-                &[("agent", "alice"), ("state", "not_ready")]
-            ))
+            .matching(|l| l.is("operator state", &[("agent", "alice"), ("state", state)]))
             .len()
-            == 1,
-        "alice should be Not Ready during her call\n{}",
+    };
+    assert_eq!(
+        states("on_call"),
+        1,
+        "alice should be on (her own) call during it\n{}",
+        h.report()
+    );
+    assert_eq!(
+        (states("not_ready"), states("wrap_up")),
+        (0, 0),
+        "an own call is neither Not Ready nor followed by wrap-up\n{}",
         h.report()
     );
     let available = |lines: &[sip_harness::LogLine]| {

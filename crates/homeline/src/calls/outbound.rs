@@ -6,11 +6,18 @@
 //! (`408` when nothing answered). Either side hanging up ends both; the operator cancelling
 //! cancels the trunk leg.
 //!
-//! These calls stay outside the engine's calls. The routing core only hears that the operator
-//! is busy: Not Ready with reason `outbound call` while the call lasts, then Ready again, but
-//! only if the operator was Available when dialling (an operator who was Not Ready, or in
-//! wrap-up, stays as the routing core has them). There is no separate "on an outbound call"
-//! state yet.
+//! The call goes out through the operator's trunk (`[[agent]] trunk`, else the first
+//! `[[trunk]]`), presenting the operator's own `caller_id` if set (else the trunk's, else the
+//! operator's name).
+//!
+//! These calls stay outside the engine's calls, under the SIP edge's call id (one id space
+//! with the queue calls). The routing core hears of them through the engine
+//! ([`Input::OutboundStarted`] when the INVITE is taken, [`Input::OutboundEnded`] when the call
+//! is over, whichever way): the operator is on a call of their own meanwhile (offered
+//! nothing, counted as on call; a queue call ringing at their phone is withdrawn, its leg
+//! cancelled, and offered to someone else), then back to what they were, with no wrap-up. An
+//! operator the routing core does not take (logged out, already on a call) calls out all the
+//! same, untracked.
 //!
 //! Legs are named from [`FIRST_LEG`] up, far from the engine's leg ids.
 //!
@@ -18,7 +25,7 @@
 
 use super::Calls;
 use homeline_engine::Input;
-use homeline_engine::routing::{AgentId, AgentState, Event, NotReadyReason};
+use homeline_engine::routing::{AgentId, AgentState, CallId};
 use homeline_media::codec::Codec;
 use homeline_media::relay::{self, Control, Leg, LegMedia, RelayConfig, RelayHandle};
 use homeline_media::sdp::{Direction, LocalSdp, Negotiated, SessionDescription, negotiate};
@@ -29,12 +36,21 @@ use tracing::{debug, info, warn};
 /// The first leg id of outbound calls.
 pub(super) const FIRST_LEG: u64 = 1 << 62;
 
+/// Where an operator's own calls go out, from `[[agent]]` `trunk` and `caller_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OperatorOutbound {
+    /// The trunk by name, already resolved to the first `[[trunk]]` when the operator names
+    /// none; `None` only when no trunk is configured.
+    pub trunk: Option<String>,
+    /// The operator's own caller id, before the trunk's `caller_id`.
+    pub caller_id: Option<String>,
+}
+
 /// One live outbound call.
 pub(super) struct Outbound {
     call: CallRef,
+    /// The operator, if the routing core has them on this call.
     agent: Option<AgentId>,
-    /// Restore Ready at the end.
-    was_available: bool,
     relay: RelayHandle,
     task: tokio::task::JoinHandle<relay::RelayReport>,
     operator_port: u16,
@@ -199,20 +215,24 @@ impl Calls {
         let mut pbx_sdp = LocalSdp::new(self.seed >> 2, ip);
         let codecs = [negotiated.payloads.codec];
         let pbx_offer = pbx_sdp.offer_codecs(pbx_port, &codecs, Direction::SendRecv);
-        let agent = self.agent(user);
-        let was_available = agent
-            .and_then(|a| self.engine.router().agent_state(a))
-            .is_some_and(|(s, _)| matches!(s, AgentState::Available));
-        if let Some(agent) = agent {
+        let agent = self.agent(user).filter(|&agent| {
             let now = self.now();
-            self.engine.handle(
-                now,
-                Input::AgentRequest(Event::NotReady {
-                    agent,
-                    reason: NotReadyReason::User("outbound call".into()),
-                }),
-            );
-        }
+            let own = CallId(call.0);
+            self.engine
+                .handle(now, Input::OutboundStarted { agent, call: own });
+            let tracked = self
+                .engine
+                .router()
+                .agent_state(agent)
+                .is_some_and(|(s, _)| *s == AgentState::OutboundCall { call: own });
+            if !tracked {
+                debug!(
+                    call = call.0,
+                    user, "outbound call of an operator not in routing"
+                );
+            }
+            tracked
+        });
         let leg = FIRST_LEG + self.outbound.next;
         self.outbound.next += 1;
         self.outbound.by_call.insert(call.0, leg);
@@ -221,7 +241,6 @@ impl Calls {
             Outbound {
                 call,
                 agent,
-                was_available,
                 relay,
                 task,
                 operator_port,
@@ -231,13 +250,25 @@ impl Calls {
                 answered: false,
             },
         );
-        debug!(call = call.0, leg, number, "placing an outbound call");
+        let line = self
+            .settings
+            .outbound
+            .get(user)
+            .cloned()
+            .unwrap_or_default();
+        // An operator's own caller id is presented as is, as a caller passed on would be;
+        // without one, the trunk's `caller_id` (else the operator's name) applies.
+        let from = match &line.caller_id {
+            Some(id) => OutboundFrom::Caller(id),
+            None => OutboundFrom::Operator(user),
+        };
+        debug!(call = call.0, leg, number, trunk = ?line.trunk, "placing an outbound call");
         self.edge
             .invite_trunk(
                 LegRef(leg),
-                None,
+                line.trunk.as_deref(),
                 number,
-                OutboundFrom::Operator(user),
+                from,
                 pbx_offer.into_bytes(),
             )
             .await;
@@ -249,10 +280,10 @@ impl Calls {
             return;
         };
         self.outbound.by_call.remove(&o.call.0);
-        if let (Some(agent), true) = (o.agent, o.was_available) {
+        if o.agent.is_some() {
             let now = self.now();
-            self.engine
-                .handle(now, Input::AgentRequest(Event::Ready { agent }));
+            let call = CallId(o.call.0);
+            self.engine.handle(now, Input::OutboundEnded { call });
         }
         let relay = o.relay;
         let task = o.task;
