@@ -4,13 +4,11 @@
 //! and starts the call's task, which owns a [`RelayCore`] by value and drives it:
 //!
 //! ```text
-//! loop {
-//!     select! {
-//!         control message      => apply it (Stop, or every sender gone: return the report)
-//!         20 ms tick, if a tone plays or DTMF is sent => core.poll_tone / poll_dtmf(leg) → send
-//!         a socket is readable => drain it (up to 64 datagrams): core.on_rtp / on_rtcp → send
-//!     }
-//! }
+//! on every wake-up (one hand-written poll, no select!):
+//!     control messages, all waiting => apply (Stop, or every sender gone: return the report)
+//!     20 ms tick, if a tone plays or DTMF is sent => core.poll_tone / poll_dtmf(leg) → send
+//!     each readable socket  => drain it (up to 64 datagrams): core.on_rtp / on_rtcp → send
+//!     poll each source until it is Pending, which re-registers the task's waker with it
 //! ```
 //!
 //! The packet path reads one clock (`Instant::now()` per datagram, for jitter), uses one fixed
@@ -39,12 +37,13 @@ use crate::sdp::Negotiated;
 use crate::tone::{FRAME_MS, ToneSpec};
 use std::io;
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Interval, MissedTickBehavior};
 
 /// Capacity of a relay's control channel.
 pub const CONTROL_CAPACITY: usize = 16;
@@ -272,62 +271,74 @@ pub fn spawn(
     Ok((RelayHandle { tx }, task))
 }
 
-enum Wake {
-    Readable(Leg, SocketKind),
-    Handled,
-    Applied,
-    Done,
+/// Everything the task owns besides the core.
+struct Driver {
+    io: [LegIo; 2],
+    rx: mpsc::Receiver<Control>,
+    ticker: Interval,
+    buf: [u8; BUF_LEN],
 }
 
-async fn run(
-    mut core: RelayCore,
-    mut io: [LegIo; 2],
-    mut rx: mpsc::Receiver<Control>,
-) -> RelayReport {
-    let mut buf = [0u8; BUF_LEN];
+async fn run(mut core: RelayCore, io: [LegIo; 2], rx: mpsc::Receiver<Control>) -> RelayReport {
     let mut ticker = tokio::time::interval(Duration::from_millis(u64::from(FRAME_MS)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        let [a, b] = &io;
-        let wake = tokio::select! {
-            msg = rx.recv() => match msg {
-                None | Some(Control::Stop) => Wake::Done,
-                Some(control) => {
-                    let timer_was_needed = core.timer_needed();
-                    apply(&mut core, control);
-                    if !timer_was_needed && core.timer_needed() {
-                        ticker.reset_immediately();
-                    }
-                    Wake::Applied
-                }
-            },
-            _ = ticker.tick(), if core.timer_needed() => {
-                send_tones(&mut core, &io, &mut buf);
-                Wake::Handled
-            }
-            r = a.rtp.readable() => readable(r, Leg::A, SocketKind::Rtp),
-            r = b.rtp.readable() => readable(r, Leg::B, SocketKind::Rtp),
-            r = a.rtcp.readable() => readable(r, Leg::A, SocketKind::Rtcp),
-            r = b.rtcp.readable() => readable(r, Leg::B, SocketKind::Rtcp),
-        };
-        match wake {
-            Wake::Readable(leg, kind) => {
-                drain(&mut core, &io, leg, kind, &mut buf);
-                io[leg.index()].follow_latch(kind, core.latched(leg, kind));
-            }
-            Wake::Applied => follow_latches(&core, &mut io),
-            Wake::Handled => {}
-            Wake::Done => break,
-        }
-    }
+    let mut driver = Driver {
+        io,
+        rx,
+        ticker,
+        buf: [0u8; BUF_LEN],
+    };
+    std::future::poll_fn(|cx| driver.poll(cx, &mut core)).await;
     core.report()
 }
 
-/// Readiness fails only when the runtime's reactor is going away: end the call then.
-fn readable(result: io::Result<()>, leg: Leg, kind: SocketKind) -> Wake {
-    match result {
-        Ok(()) => Wake::Readable(leg, kind),
-        Err(_) => Wake::Done,
+impl Driver {
+    /// One wake-up: applies every waiting control message, sends the tick's tone and DTMF
+    /// packets, then drains every readable socket. Each source is polled until it is `Pending`,
+    /// which registers the task's waker with it again. `Ready` when the relay is to end.
+    fn poll(&mut self, cx: &mut Context<'_>, core: &mut RelayCore) -> Poll<()> {
+        // control first: a Configure or Stop applies before the datagrams that follow it
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(None | Some(Control::Stop)) => return Poll::Ready(()),
+                Poll::Ready(Some(control)) => {
+                    let timer_was_needed = core.timer_needed();
+                    apply(core, control);
+                    follow_latches(core, &mut self.io);
+                    if !timer_was_needed && core.timer_needed() {
+                        self.ticker.reset_immediately();
+                    }
+                }
+                Poll::Pending => break,
+            }
+        }
+        while core.timer_needed() && self.ticker.poll_tick(cx).is_ready() {
+            send_tones(core, &self.io, &mut self.buf);
+        }
+        let mut more = false;
+        for leg in [Leg::A, Leg::B] {
+            for kind in [SocketKind::Rtp, SocketKind::Rtcp] {
+                loop {
+                    match self.io[leg.index()].socket(kind).poll_recv_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Pending => break,
+                        // only when the runtime's reactor is going away: end the call then
+                        Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    }
+                    let emptied = drain(core, &self.io, leg, kind, &mut self.buf);
+                    self.io[leg.index()].follow_latch(kind, core.latched(leg, kind));
+                    if !emptied {
+                        // a flood on this socket: let the others (and other calls) have a turn
+                        more = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if more {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
     }
 }
 
@@ -370,12 +381,20 @@ fn send_tones(core: &mut RelayCore, io: &[LegIo; 2], buf: &mut [u8]) {
     }
 }
 
-fn drain(core: &mut RelayCore, io: &[LegIo; 2], leg: Leg, kind: SocketKind, buf: &mut [u8]) {
+/// Reads up to [`DRAIN_BUDGET`] datagrams from one socket and forwards what the core says;
+/// `true` once the socket is empty (`WouldBlock`, which also clears its readiness).
+fn drain(
+    core: &mut RelayCore,
+    io: &[LegIo; 2],
+    leg: Leg,
+    kind: SocketKind,
+    buf: &mut [u8],
+) -> bool {
     let socket = io[leg.index()].socket(kind);
     for _ in 0..DRAIN_BUDGET {
         let (len, from) = match socket.try_recv_from(buf) {
             Ok(received) => received,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             // ICMP errors surfaced on the socket (e.g. port unreachable): keep reading
             Err(_) => continue,
         };
@@ -399,4 +418,5 @@ fn drain(core: &mut RelayCore, io: &[LegIo; 2], leg: Leg, kind: SocketKind, buf:
             core.note_send_error(out);
         }
     }
+    false
 }
