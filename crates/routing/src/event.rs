@@ -63,9 +63,11 @@ pub enum Event {
     /// The operator placed a call of their own (dialled a number): `call` is its id, unique
     /// among the calls the router holds, queue calls included. The operator is
     /// [`AgentState::OutboundCall`] meanwhile: offered nothing, counted as on call, and the
-    /// call has no queue visit and no [`Outcome`]. A queue call ringing there is withdrawn
-    /// (not a miss) and goes back to the head of its queue. Allowed from Available, Not
-    /// Ready, wrap-up and ringing; logged out or already on a call is `InvalidState`.
+    /// call has no queue visit and no [`Outcome`], and the strategies count neither it nor
+    /// its talk time (idle time starts again when it ends). A queue call ringing there is
+    /// withdrawn (not a miss) and goes back to the head of its queue. Allowed from
+    /// Available, Not Ready, wrap-up and ringing; logged out or already on a call is
+    /// `InvalidState`.
     OutboundStarted { agent: AgentId, call: CallId },
     /// The operator's own call ended. There is no wrap-up after it: the operator goes back
     /// to Available if they were Available (or ringing) when dialling, else to what they

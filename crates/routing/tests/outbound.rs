@@ -450,3 +450,101 @@ fn impossible_own_calls_are_refused_and_change_nothing() {
     // An ended own call's id is free again.
     h.dial("ben", 1);
 }
+
+/// Own calls are not queue calls for the strategies either: `fewest-calls` and
+/// `least-talk-time` do not count them, and `longest-idle` counts idle time from their end
+/// (as after a break: the operator was busy, not idle).
+#[test]
+fn strategies_count_no_own_calls_and_idle_time_starts_after_them() {
+    for strategy in [Strategy::FewestCalls, Strategy::LeastTalkTime] {
+        let mut cfg = config(&["ann", "ben"]);
+        cfg.queues[0].strategy = strategy;
+        cfg.queues[0].wrap_up = Duration::ZERO;
+        let mut r = Router::new(&cfg, SplitMix64::new(7)).expect("valid config");
+        let (ann, ben) = (
+            r.agent_id("ann").expect("ann"),
+            r.agent_id("ben").expect("ben"),
+        );
+        let queue = r.queue_id("q").expect("queue");
+        let at = Time::from_secs;
+        r.handle(
+            at(1),
+            Event::Login {
+                agent: ann,
+                ready: true,
+            },
+        )
+        .expect("login");
+        r.handle(
+            at(1),
+            Event::Login {
+                agent: ben,
+                ready: true,
+            },
+        )
+        .expect("login");
+        // Ben takes a queue call; Ann makes a long call of her own.
+        let call = CallId(1);
+        let arrived = Event::CallArrived {
+            call,
+            queue,
+            priority: 0,
+            skills: None,
+        };
+        r.handle(at(2), arrived).expect("arrival");
+        let offered = r.drain_commands().find_map(|c| match c {
+            Command::Offer { agent, .. } => Some(agent),
+            _ => None,
+        });
+        let (taker, other) = if offered == Some(ann) {
+            (ann, ben)
+        } else {
+            (ben, ann)
+        };
+        r.handle(at(3), Event::OfferAccepted { call, agent: taker })
+            .expect("accept");
+        r.handle(at(4), Event::CallEnded { call }).expect("end");
+        let own = CallId(OWN);
+        r.handle(
+            at(5),
+            Event::OutboundStarted {
+                agent: other,
+                call: own,
+            },
+        )
+        .expect("dial");
+        r.handle(at(600), Event::OutboundEnded { call: own })
+            .expect("own end");
+        r.drain_commands().for_each(drop);
+        let call = CallId(2);
+        let arrived = Event::CallArrived {
+            call,
+            queue,
+            priority: 0,
+            skills: None,
+        };
+        r.handle(at(601), arrived).expect("arrival");
+        let offered = r.drain_commands().find_map(|c| match c {
+            Command::Offer { agent, .. } => Some(agent),
+            _ => None,
+        });
+        assert_eq!(
+            offered,
+            Some(other),
+            "{strategy:?}: no queue call, no talk time yet"
+        );
+        r.check_invariants(at(601)).expect("invariants");
+    }
+
+    let mut h = H::new(&["ann", "ben"]);
+    h.dial("ann", 1);
+    h.advance(60);
+    h.hang_up(1);
+    h.advance(1);
+    let (call, cmds) = h.arrive();
+    assert_eq!(
+        offers(&cmds),
+        vec![(call, h.a("ben"))],
+        "Ann logged in first but was busy until a second ago"
+    );
+}
