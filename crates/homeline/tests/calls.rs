@@ -8,8 +8,8 @@
 //! - operators register from 127.0.0.2: baresip (sends a 660 Hz tone, records what it
 //!   receives) or SIPp (`operator_register.xml` with one `-inf` line per operator; the
 //!   out-of-call scenario answers, or lets ring until CANCEL, the INVITEs homeline sends);
-//! - what homeline sends is captured on `lo` with `dumpcap` (homeline's RTP ports only) and
-//!   decoded here: the PBX must hear the operator's 660 Hz, the operator the PBX's 1 kHz. The
+//! - what homeline sends is captured on `lo` with `dumpcap` (homeline's RTP ports only;
+//!   `rtp_capture`, shared with the other call suites) and decoded here: the PBX must hear the operator's 660 Hz, the operator the PBX's 1 kHz. The
 //!   operator's tone is not 440 Hz so that it cannot be mistaken for music on hold.
 //!
 //! Log events these tests wait for (message, then fields): `registered` (`user`),
@@ -27,219 +27,29 @@ mod sip_harness;
 mod audio;
 use audio::*;
 
+#[allow(dead_code)]
+mod rtp_capture;
+use rtp_capture::{Capture, Rtp};
+
+mod call_setup;
+use call_setup::*;
+
 use serde_json::Value;
 use sip_harness::{
-    AGENT_IP, Background, Homeline, LogLine, RunningSipp, Setup, Sipp, fill, free_tcp_port,
-    free_udp_block, repo, require,
+    AGENT_IP, Background, Homeline, LogLine, RunningSipp, fill, free_tcp_port, free_udp_block,
+    require,
 };
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::process::Command;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "demo-password";
-/// What the PBX sends.
-const PBX_HZ: f64 = 1000.0;
-/// What operators send (baresip's source, SIPp operators' stream).
-const OPERATOR_HZ: f64 = 660.0;
 /// homeline's music on hold.
 const MOH_HZ: f64 = 440.0;
 /// Share of the signal's energy a tone must have for a check to pass.
 const TONE_SHARE: f64 = 0.5;
-const WAIT: Duration = Duration::from_secs(8);
-
-// ---- files, serialization ----
-
-/// `tests/calls`: the configuration template, SIPp scenarios and baresip templates.
-fn calls_dir() -> PathBuf {
-    repo().join("tests/calls")
-}
-
-fn sipp_dir() -> PathBuf {
-    calls_dir().join("sipp")
-}
-
-/// One test at a time: they share the CPU with real-time audio and SIPp timers.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write(path: &Path, contents: impl AsRef<[u8]>) {
-    std::fs::write(path, contents)
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-}
-
-/// The queue `support` and its operators.
-struct Queue<'a> {
-    /// RTP ports homeline gets (4 a call); `None`: the harness's 100.
-    rtp_ports: Option<u16>,
-    strategy: &'a str,
-    ring_timeout: &'a str,
-    wrap_up: &'a str,
-    agents: &'a [&'a str],
-    /// The operators' `ready_on_register`.
-    ready_on_register: bool,
-}
-
-impl Default for Queue<'_> {
-    fn default() -> Self {
-        Queue {
-            rtp_ports: None,
-            strategy: "longest-idle",
-            ring_timeout: "15s",
-            wrap_up: "0s",
-            agents: &["alice", "bob"],
-            ready_on_register: true,
-        }
-    }
-}
-
-/// Starts homeline with `queue`, MD5-only digest (SIPp and baresip), and writes the WAVs the
-/// SIPp scenarios stream into its directory (SIPp's working directory).
-fn start(name: &str, queue: Queue<'_>) -> Homeline {
-    require("sipp", "sip-tester");
-    let agents: String = queue
-        .agents
-        .iter()
-        .map(|a| {
-            format!(
-                "[[agent]]\nname = \"{a}\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
-                 ready_on_register = {}\n\n",
-                queue.ready_on_register
-            )
-        })
-        .collect();
-    let mut setup = Setup::default();
-    if let Some(n) = queue.rtp_ports {
-        setup = setup.rtp_ports(n);
-    }
-    let h = Homeline::start(
-        name,
-        setup
-            .sip("digest_algorithms", r#"["MD5"]"#)
-            .template(calls_dir().join("homeline.toml.in"))
-            .value("STRATEGY", queue.strategy)
-            .value("RING_TIMEOUT", queue.ring_timeout)
-            .value("WRAP_UP", queue.wrap_up)
-            .value("AGENTS", &agents),
-    );
-    write(
-        &h.dir.join("tone1k_ulaw.wav"),
-        wav_ulaw(&tone(PBX_HZ, 3.0, 0.5)),
-    );
-    write(
-        &h.dir.join("tone660_ulaw.wav"),
-        wav_ulaw(&tone(OPERATOR_HZ, 3.0, 0.5)),
-    );
-    h
-}
-
-/// The PBX: `scenario` (from `tests/calls/sipp`) calling 8000 from 127.0.0.1.
-fn pbx(h: &Homeline, scenario: &str) -> Sipp {
-    h.sipp_in(&sipp_dir(), scenario).service("8000")
-}
-
-/// A SIPp operator registering `user` from 127.0.0.2 and staying registered for `stay`;
-/// `answer` (from `tests/calls/sipp`) handles the INVITEs homeline sends it.
-fn operator(h: &Homeline, user: &str, answer: &str, stay: Duration) -> RunningSipp {
-    h.sipp_in(&sipp_dir(), "operator_register.xml")
-        .source_ip(AGENT_IP)
-        .service(user)
-        .auth(user, PASSWORD)
-        .arg("-oocsf")
-        .arg(&sipp_dir().join(answer).to_string_lossy())
-        .arg("-d")
-        .arg(&stay.as_millis().to_string())
-        .start(1)
-}
-
-/// Waits until every one of `agents` is `available`, looking at lines from `from` on.
-#[track_caller]
-fn expect_available(h: &mut Homeline, from: usize, agents: &[&str]) {
-    expect_available_within(h, from, agents, WAIT);
-}
-
-/// As [`expect_available`], waiting up to `wait` for each (many operators registering at once
-/// on a loaded CI machine take longer).
-fn expect_available_within(h: &mut Homeline, from: usize, agents: &[&str], wait: Duration) {
-    for a in agents {
-        h.expect_event(
-            from,
-            wait,
-            "operator state",
-            &[("agent", a), ("state", "available")],
-        );
-    }
-}
-
-/// The messages SIPp traced that start with `start` (e.g. `INVITE sip:`): requests received
-/// by a UAS.
-fn count_lines(trace: &str, start: &str) -> usize {
-    trace.lines().filter(|l| l.starts_with(start)).count()
-}
-
-/// Fails unless each of `seen` is in `trace`, in this order.
-#[track_caller]
-fn expect_in_order(what: &str, trace: &str, seen: &[&str], context: impl FnOnce() -> String) {
-    let mut at = 0;
-    for s in seen {
-        match trace[at..].find(s) {
-            Some(i) => at += i + s.len(),
-            None => panic!(
-                "{what}: expected {seen:?} in this order, `{s}` missing\n{}",
-                context()
-            ),
-        }
-    }
-}
-
-/// The seconds of the day at which homeline logged `line` (its `timestamp`, RFC 3339 UTC).
-fn logged_at(line: &LogLine) -> f64 {
-    let ts = line
-        .field("timestamp")
-        .unwrap_or_else(|| panic!("log line without timestamp: {}", line.raw));
-    let time = ts
-        .split_once('T')
-        .map(|(_, t)| t.trim_end_matches('Z'))
-        .unwrap_or_else(|| panic!("unexpected timestamp {ts}"));
-    let time = time.split(['+', '-']).next().unwrap_or(time);
-    let mut parts = time.split(':');
-    let mut next = || -> f64 {
-        parts
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected timestamp {ts}"))
-    };
-    next() * 3600.0 + next() * 60.0 + next()
-}
-
-/// The `call outcome` lines so far.
-fn outcomes(h: &Homeline) -> Vec<LogLine> {
-    h.logs.matching(|l| l.is("call outcome", &[]))
-}
-
-/// Waits for `n` `call outcome` lines in all; returns them.
-#[track_caller]
-fn expect_outcomes(h: &mut Homeline, n: usize, timeout: Duration) -> Vec<LogLine> {
-    let ok = h.logs.wait_until(timeout, |lines| {
-        lines.iter().filter(|l| l.is("call outcome", &[])).count() >= n
-    });
-    if !ok {
-        let got: Vec<String> = outcomes(h).into_iter().map(|l| l.raw).collect();
-        panic!(
-            "expected {n} \"call outcome\" lines within {timeout:?}, got {got:#?}\n{}",
-            h.report()
-        );
-    }
-    outcomes(h)
-}
-
-fn outcome(line: &LogLine) -> String {
-    line.field("outcome").unwrap_or_default()
-}
 
 // ---- audio ----
 
@@ -296,168 +106,10 @@ fn describe_audio(samples: &[i16], rate: u32) -> String {
     )
 }
 
-// ---- capture ----
-
-/// One RTP packet seen on `lo`.
-#[derive(Debug, Clone)]
-struct RtpPacket {
-    dst: (Ipv4Addr, u16),
-    pt: u8,
-    payload: Vec<u8>,
-}
-
-/// `dumpcap` capturing UDP from homeline's RTP ports on `lo` into a pcap file; stopped (and
-/// read) with [`Capture::stop`], killed when dropped.
-struct Capture {
-    child: Child,
-    path: PathBuf,
-    log: PathBuf,
-}
-
-impl Capture {
-    fn start(h: &Homeline, name: &str) -> Capture {
-        require("dumpcap", "tshark");
-        let path = h.dir.join(format!("{name}.pcap"));
-        let log = h.dir.join(format!("{name}.dumpcap.log"));
-        let out = std::fs::File::create(&log)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-        let (min, max) = h.rtp_ports;
-        let child = Command::new("dumpcap")
-            .args(["-i", "lo", "-P", "-f"])
-            .arg(format!("udp src portrange {min}-{max}"))
-            .arg("-w")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start dumpcap: {e}"));
-        let mut c = Capture { child, path, log };
-        // dumpcap says "Capturing on 'Loopback: lo'" once it captures.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let said = std::fs::read_to_string(&c.log).unwrap_or_default();
-            if said.contains("Capturing on") {
-                break;
-            }
-            if let Ok(Some(status)) = c.child.try_wait() {
-                panic!(
-                    "dumpcap exited ({status}): {said}\n(capturing on `lo` needs root, or \
-                     `dpkg-reconfigure wireshark-common` and membership of group wireshark)"
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dumpcap did not start capturing within 5 s: {said}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        c
-    }
-
-    /// Stops the capture (SIGINT: dumpcap writes out what it has) and reads its RTP packets.
-    fn stop(mut self) -> Vec<RtpPacket> {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        read_pcap(&self.path)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The RTP packets (version 2, over UDP over IPv4) in a pcap file of `lo`.
-fn read_pcap(path: &Path) -> Vec<RtpPacket> {
-    let bytes =
-        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    assert!(bytes.len() >= 24, "{}: no pcap header", path.display());
-    let le = match &bytes[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
-        other => panic!("{}: not a pcap file (magic {other:02x?})", path.display()),
-    };
-    let u32_at = |i: usize| {
-        let b = [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
-        if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    let link = u32_at(20);
-    let link_header = match link {
-        1 => 14,   // Ethernet (Linux `lo`)
-        113 => 16, // Linux cooked
-        276 => 20, // Linux cooked v2
-        0 => 4,    // BSD loopback
-        other => panic!("{}: link type {other} not handled", path.display()),
-    };
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let caplen = u32_at(at + 8) as usize;
-        let start = at + 16;
-        let end = (start + caplen).min(bytes.len());
-        at = start + caplen;
-        let frame = &bytes[start..end];
-        let Some(ip) = frame.get(link_header..) else {
-            continue;
-        };
-        if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 {
-            continue;
-        }
-        let ihl = usize::from(ip[0] & 0x0F) * 4;
-        let dst_ip = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-        let Some(udp) = ip.get(ihl..) else {
-            continue;
-        };
-        if udp.len() < 8 {
-            continue;
-        }
-        let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
-        let rtp = &udp[8..];
-        if rtp.len() < 12 || rtp[0] >> 6 != 2 || (200..=204).contains(&rtp[1]) {
-            continue; // not RTP, or RTCP
-        }
-        let cc = usize::from(rtp[0] & 0x0F);
-        let mut head = 12 + 4 * cc;
-        if rtp[0] & 0x10 != 0 {
-            let Some(ext) = rtp.get(head..head + 4) else {
-                continue;
-            };
-            head += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
-        }
-        let mut tail = rtp.len();
-        if rtp[0] & 0x20 != 0 {
-            tail = tail.saturating_sub(usize::from(rtp[rtp.len() - 1]));
-        }
-        if head > tail {
-            continue;
-        }
-        out.push(RtpPacket {
-            dst: (dst_ip, dst_port),
-            pt: rtp[1] & 0x7F,
-            payload: rtp[head..tail].to_vec(),
-        });
-    }
-    out
-}
+// ---- captured audio ----
 
 /// The audio of PCMU packets, in capture order.
-fn pcmu_audio<'a>(packets: impl IntoIterator<Item = &'a RtpPacket>) -> Vec<i16> {
+fn pcmu_audio<'a>(packets: impl IntoIterator<Item = &'a Rtp>) -> Vec<i16> {
     packets
         .into_iter()
         .filter(|p| p.pt == 0)
@@ -738,17 +390,17 @@ fn a_call_is_answered_by_baresip_with_audio_both_ways_and_either_side_hangs_up()
     // sends from 127.0.0.1, whatever its SDP says).
     let (to_pbx_addr, to_operator_addr) = relay_remotes(&media);
     let sent_to =
-        |p: &RtpPacket, to: Option<SocketAddr>| to.is_some_and(|a| a == SocketAddr::from(p.dst));
+        |p: &Rtp, to: Option<SocketAddr>| to.is_some_and(|a| a == SocketAddr::from(p.dst));
 
     // What the operator heard: baresip's recording, and what homeline sent it.
-    let to_operator: Vec<&RtpPacket> = packets
+    let to_operator: Vec<&Rtp> = packets
         .iter()
         .filter(|p| sent_to(p, to_operator_addr))
         .collect();
     let first_to_operator = packets.iter().position(|p| sent_to(p, to_operator_addr));
-    let to_pbx: Vec<&RtpPacket> = packets.iter().filter(|p| sent_to(p, to_pbx_addr)).collect();
+    let to_pbx: Vec<&Rtp> = packets.iter().filter(|p| sent_to(p, to_pbx_addr)).collect();
     // Bridged: what the PBX got once homeline sent anything to the operator.
-    let bridged_to_pbx: Vec<&RtpPacket> = match first_to_operator {
+    let bridged_to_pbx: Vec<&Rtp> = match first_to_operator {
         Some(i) => packets[i..]
             .iter()
             .filter(|p| sent_to(p, to_pbx_addr))
@@ -826,35 +478,6 @@ fn a_call_is_answered_by_baresip_with_audio_both_ways_and_either_side_hangs_up()
         h.report()
     );
     h.expect_event(from, WAIT, "call media ended", &[]);
-}
-
-/// The operators' SIPp and a description of what it saw, for failure messages.
-fn trace_report(ops: &RunningSipp, h: &mut Homeline) -> String {
-    format!("{}\n{}", ops.describe(), ops.report(h))
-}
-
-/// Fails unless the out-of-call scenario of the operators' SIPp ran without an error (SIPp's
-/// exit status counts only the REGISTER calls).
-#[track_caller]
-fn expect_no_sipp_errors(ops: &RunningSipp, h: &mut Homeline) {
-    let errors = ops.errors();
-    let failed = [
-        "Abort",
-        "nexpected",
-        "ailed",
-        "imeout",
-        "etransmission",
-        "Discard",
-    ]
-    .iter()
-    .any(|w| errors.contains(w));
-    if failed {
-        panic!(
-            "{}: errors in SIPp's error log\n{}",
-            ops.describe(),
-            trace_report(ops, h)
-        );
-    }
 }
 
 /// Issue 4, test 2: two operators, two simultaneous calls: each operator gets exactly one.
@@ -1024,7 +647,7 @@ fn a_caller_hanging_up_in_the_queue_is_abandoned_after_music_on_hold() {
         .unwrap_or_else(|| panic!("no \"call media ended\"\n{}", h.report()));
     let packets = capture.stop();
     let (to_pbx_addr, _) = relay_remotes(&media);
-    let moh: Vec<&RtpPacket> = packets
+    let moh: Vec<&Rtp> = packets
         .iter()
         .filter(|p| to_pbx_addr.is_some_and(|a| a == SocketAddr::from(p.dst)))
         .collect();

@@ -1,6 +1,7 @@
-//! RTP on `lo`, for tests that look at packet headers (DTMF): `dumpcap` capturing what homeline
-//! sends from its RTP ports, read back with every RTP header field, and a pcap writer for the
-//! packets SIPp replays (`<exec play_pcap_audio=...>`).
+//! RTP on `lo`, for the tests that check what homeline sends (`calls.rs`, `hold.rs`,
+//! `dtmf.rs`, `linphone_call.rs`): `dumpcap` capturing what homeline sends from its RTP ports,
+//! read back with every RTP header field, and a pcap writer for the packets SIPp replays
+//! (`<exec play_pcap_audio=...>`).
 
 use crate::sip_harness::{Homeline, require};
 use std::net::Ipv4Addr;
@@ -72,6 +73,7 @@ impl Capture {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start dumpcap: {e}"));
         let mut c = Capture { child, path, log };
+        // dumpcap says "Capturing on 'Loopback: lo'" once it captures.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let said = std::fs::read_to_string(&c.log).unwrap_or_default();
@@ -79,7 +81,10 @@ impl Capture {
                 break;
             }
             if let Ok(Some(status)) = c.child.try_wait() {
-                panic!("dumpcap exited ({status}): {said}");
+                panic!(
+                    "dumpcap exited ({status}): {said}\n(capturing on `lo` needs root, or \
+                     `dpkg-reconfigure wireshark-common` and membership of group wireshark)"
+                );
             }
             assert!(
                 Instant::now() < deadline,
