@@ -5,9 +5,10 @@
 //! number and the caller id in From (the operator's own `caller_id`, not the trunk's),
 //! challenges once with 401 and verifies the trunk credentials, answers 180 then 200 with SDP;
 //! both sides send RTP; the operator hangs up and the PBX must get the BYE. The operator is
-//! on call (their own) meanwhile and Available right after, with no wrap-up.
+//! on call (their own) meanwhile and Available right after, with no wrap-up; a caller for
+//! the operator's queue meanwhile waits (never offered to them) until they give up.
 //!
-//! Files: `tests/calls/sipp/{operator_register,operator_outbound,pbx_outbound_uas}.xml`,
+//! Files: `tests/calls/sipp/{operator_register,operator_outbound,pbx_outbound_uas,pbx_talk}.xml`,
 //! `tests/calls/homeline_outbound.toml.in`.
 
 #[allow(dead_code, unused_imports)]
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "demo-password";
 const WAIT: Duration = Duration::from_secs(8);
+/// Where the queue's caller comes from: the first trunk's PBX (no digest challenge).
+const CALLER_IP: &str = "127.0.0.3";
 
 fn sipp_dir() -> PathBuf {
     repo().join("tests/calls/sipp")
@@ -97,9 +100,12 @@ fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() 
         "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
          ready_on_register = true\ntrunk = \"pbx\"\ncaller_id = \"+15550100\"\n"
     );
-    // First in the file, so the default for operators' own calls; nothing listens there.
-    let decoy = "[[trunk]]\nname = \"carrier\"\npbx = \"127.0.0.1:9\"\n\
-                 allow = [\"127.0.0.3/32\"]\noptions_interval = \"0s\"\ncaller_id = \"+15550111\"\n";
+    // First in the file, so the default for operators' own calls; nothing listens at its
+    // address. A second PBX on 127.0.0.3 with no credentials, routing 8000 too.
+    let decoy = format!(
+        "[[trunk]]\nname = \"carrier\"\npbx = \"127.0.0.1:9\"\nallow = [\"{CALLER_IP}/32\"]\n\
+         options_interval = \"0s\"\ncaller_id = \"+15550111\"\nroutes = {{ \"8000\" = \"support\" }}\n"
+    );
     let mut h = Homeline::start(
         "outbound",
         Setup::default()
@@ -111,7 +117,7 @@ fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() 
             .value("RING_TIMEOUT", "15s")
             .value("WRAP_UP", "0s")
             .value("AGENTS", &agents)
-            .value("TRUNKS_BEFORE", decoy)
+            .value("TRUNKS_BEFORE", &decoy)
             .value("TRUNK_CALLER_ID", "+15550199"),
     );
     std::fs::write(h.dir.join("tone660_ulaw.wav"), wav_ulaw(660.0))
@@ -122,20 +128,45 @@ fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() 
         .service("alice")
         .auth("alice", PASSWORD)
         .start(1);
-    h.expect_event(
+    std::fs::write(h.dir.join("tone1k_ulaw.wav"), wav_ulaw(1000.0))
+        .expect("write the caller's WAV");
+    let ready = h.expect_event(
         0,
         WAIT,
         "operator state",
         &[("agent", "alice"), ("state", "available")],
     );
-    h.sipp_in(&sipp_dir(), "operator_outbound.xml")
+    let outbound = h
+        .sipp_in(&sipp_dir(), "operator_outbound.xml")
         .source_ip(AGENT_IP)
         .service("0612345678")
         .arg("-key")
         .arg("user")
         .arg("alice")
         .auth("alice", PASSWORD)
+        .start(1);
+    let on_call = h.expect_event(
+        ready,
+        WAIT,
+        "operator state",
+        &[("agent", "alice"), ("state", "on_call")],
+    );
+    // Meanwhile a caller for alice's queue (she is its only operator): answered with music,
+    // never offered to her, and gives up after a second, before her own call ends (3 s of
+    // RTP after its answer).
+    h.sipp_in(&sipp_dir(), "pbx_talk.xml")
+        .source_ip(CALLER_IP)
+        .service("8000")
+        .arg("-d")
+        .arg("1000")
         .run(&mut h);
+    let abandoned = h.expect_event(
+        on_call,
+        WAIT,
+        "call outcome",
+        &[("queue", "support"), ("outcome", "Abandoned")],
+    );
+    outbound.wait(&mut h);
     drop(register);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -169,6 +200,13 @@ fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() 
         counts.len() >= 2 && counts[0] > 50 && counts[1] > 50,
         "RTP should flow both ways (forwarded from the PBX, from the operator: {counts:?})\n{report}"
     );
+    // Available again after her call (waited for: it may come after the media report).
+    let back = h.expect_event(
+        on_call,
+        WAIT,
+        "operator state",
+        &[("agent", "alice"), ("state", "available")],
+    );
     let states = |state: &str| {
         h.logs
             .matching(|l| l.is("operator state", &[("agent", "alice"), ("state", state)]))
@@ -186,21 +224,15 @@ fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() 
         "an own call is neither Not Ready nor followed by wrap-up\n{}",
         h.report()
     );
-    let available = |lines: &[sip_harness::LogLine]| {
-        lines
-            .iter()
-            .filter(|l| {
-                l.is(
-                    "operator state",
-                    &[("agent", "alice"), ("state", "available")],
-                )
-            })
-            .count()
-            >= 2
-    };
     assert!(
-        h.logs.wait_until(WAIT, available),
-        "alice should be Available again after her call\n{}",
+        abandoned < back,
+        "the caller should have given up while alice was still on her call\n{}",
+        h.report()
+    );
+    assert_eq!(
+        states("offered"),
+        0,
+        "no queue call is offered to an operator on her own call\n{}",
         h.report()
     );
 }
