@@ -247,6 +247,44 @@ fn an_unregister_makes_the_operator_not_ready_and_calls_go_elsewhere() {
     expect_no_sipp_errors(&bob, &mut h);
 }
 
+/// c') An operator whose phone registers again after its registration went (here removed by
+/// an un-REGISTER) is Ready again (`ready_on_register`) and takes the next call: the loss did
+/// not stick.
+#[test]
+fn an_operator_registering_again_after_a_loss_is_ready_again() {
+    let _serial = serial();
+    let mut h = start_linear("registration_back");
+    let first = operator_sipp(
+        &h,
+        "operator_unregister.xml",
+        "alice",
+        "operator_answer.xml",
+        Duration::from_millis(1500),
+    )
+    .start(1);
+    let bob = operator(&h, "bob", "operator_answer.xml", STAY);
+    expect_available(&mut h, 0, &["alice", "bob"]);
+    let available = alice_state(&mut h, 0, "available");
+    let not_ready = alice_state(&mut h, available, "not_ready");
+    first.wait(&mut h);
+    let alice = operator(&h, "alice", "operator_answer.xml", STAY);
+    alice_state(&mut h, not_ready, "available");
+    // linear: alice, first in the file, gets the call.
+    pbx(&mut h, "pbx_talk.xml")
+        .arg("-d")
+        .arg("1500")
+        .run(&mut h);
+    let lines = expect_outcomes(&mut h, 1, WAIT);
+    assert_eq!(
+        outcome(&lines[0]),
+        "Answered { agent: AgentId(0) }",
+        "alice, registered again, should have taken the call\n{}",
+        h.report()
+    );
+    expect_no_sipp_errors(&alice, &mut h);
+    expect_no_sipp_errors(&bob, &mut h);
+}
+
 /// d) An offer the operator's phone answers with `503` (unreachable) moves on to the next
 /// operator at once, not after the 15 s ring timeout; the operator is made Not Ready and is
 /// not called again.

@@ -90,8 +90,15 @@ impl<R: Entropy> Router<R> {
         }
     }
 
+    /// A login, or the operator's device back after its connection was lost (a softphone
+    /// registering again after its registration expired or its TCP connection closed): both
+    /// start afresh. Any other state is kept (a second device, a refresh).
     pub(crate) fn on_login(&mut self, now: Time, a: u32, ready: bool) -> Result<(), EventError> {
-        if self.agents[a as usize].state != AgentState::LoggedOut {
+        let back = AgentState::NotReady {
+            reason: NotReadyReason::ConnectionLost,
+        };
+        let state = &self.agents[a as usize].state;
+        if *state != AgentState::LoggedOut && *state != back {
             return Ok(());
         }
         self.agents[a as usize].misses = 0;

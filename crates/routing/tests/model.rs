@@ -1096,7 +1096,10 @@ impl Harness {
             }
             Event::Login { agent, .. } => {
                 let m = self.agents.get_mut(agent).expect("known");
-                if m.state == AgentState::LoggedOut {
+                let lost = AgentState::NotReady {
+                    reason: NotReadyReason::ConnectionLost,
+                };
+                if m.state == AgentState::LoggedOut || m.state == lost {
                     m.misses = 0;
                 }
             }

@@ -756,6 +756,46 @@ fn connection_loss_while_ringing_reoffers_and_during_a_call_waits_for_its_end() 
 }
 
 #[test]
+fn a_device_back_after_a_lost_connection_logs_in_afresh_but_other_not_ready_stays() {
+    let mut h = three(Strategy::LongestIdle);
+    h.ready("a");
+    h.ev(Event::ConnectionLost { agent: h.a("a") });
+    let (c1, cmds) = h.call("q");
+    assert!(offered(&h, &cmds).is_empty(), "nobody to offer to");
+    // The softphone registers again (ready on registration): Available, offered the call.
+    let cmds = h.ev(Event::Login {
+        agent: h.a("a"),
+        ready: true,
+    });
+    assert_eq!(offered(&h, &cmds), ["a"]);
+    h.ev(Event::CallerHungUp { call: c1 });
+    assert_eq!(h.state("a"), AgentState::Available);
+    // Back without ready on registration: Not Ready "logged in", as at a first login.
+    h.ev(Event::ConnectionLost { agent: h.a("a") });
+    h.ev(Event::Login {
+        agent: h.a("a"),
+        ready: false,
+    });
+    assert_eq!(
+        h.state("a"),
+        AgentState::NotReady {
+            reason: NotReadyReason::LoggedIn
+        }
+    );
+    // An operator on a break whose phone refreshes its registration stays on the break.
+    let lunch = NotReadyReason::User(Arc::from("lunch"));
+    h.ev(Event::NotReady {
+        agent: h.a("a"),
+        reason: lunch.clone(),
+    });
+    h.ev(Event::Login {
+        agent: h.a("a"),
+        ready: true,
+    });
+    assert_eq!(h.state("a"), AgentState::NotReady { reason: lunch });
+}
+
+#[test]
 fn not_ready_and_logout_during_a_call_apply_after_it() {
     let mut h = three(Strategy::LongestIdle);
     h.ready("a");
