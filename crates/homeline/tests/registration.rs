@@ -270,7 +270,7 @@ fn an_operator_registering_again_after_a_loss_is_ready_again() {
     let alice = operator(&h, "alice", "operator_answer.xml", STAY);
     alice_state(&mut h, not_ready, "available");
     // linear: alice, first in the file, gets the call.
-    pbx(&mut h, "pbx_talk.xml")
+    pbx(&h, "pbx_talk.xml")
         .arg("-d")
         .arg("1500")
         .run(&mut h);
