@@ -444,7 +444,7 @@ impl Calls {
                     let _ = m.relay.send(Control::Stop).await;
                     tokio::spawn(async move {
                         if let Ok(report) = m.task.await {
-                            info!(call = call.0, media = ?report, "call media ended");
+                            log_media(call.0, &report, "call media ended");
                         }
                     });
                 }
@@ -482,4 +482,26 @@ impl Calls {
             }
         }
     }
+}
+
+/// Logs a relay's final report: per leg (`pbx_` faces the PBX, `agent_` the operator or the
+/// outside target) packets received, lost, jitter, the MOS estimate and packets forwarded
+/// to the other leg, then the whole report as `media` (Debug text, for detail).
+pub(crate) fn log_media(call: u64, r: &relay::RelayReport, what: &'static str) {
+    let (a, b) = (&r.a, &r.b);
+    info!(
+        call,
+        pbx_packets = a.stats.packets,
+        pbx_lost = a.stats.lost,
+        pbx_jitter_ms = a.stats.jitter_ms,
+        pbx_mos = a.stats.mos,
+        pbx_forwarded = a.counters.forwarded,
+        agent_packets = b.stats.packets,
+        agent_lost = b.stats.lost,
+        agent_jitter_ms = b.stats.jitter_ms,
+        agent_mos = b.stats.mos,
+        agent_forwarded = b.counters.forwarded,
+        media = ?r,
+        "{what}"
+    );
 }

@@ -291,7 +291,7 @@ impl Calls {
         tokio::spawn(async move {
             let _ = relay.send(Control::Stop).await;
             if let Ok(report) = task.await {
-                info!(call, media = ?report, "outbound call media ended");
+                super::log_media(call, &report, "outbound call media ended");
             }
         });
     }

@@ -48,6 +48,14 @@ impl LogLine {
         })
     }
 
+    /// Field `name` as a whole number (0 when absent or not a number): counters such as the
+    /// relay report's `pbx_forwarded`.
+    pub fn count(&self, name: &str) -> u64 {
+        self.field(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    }
+
     /// `INFO`, `WARN`, ...
     pub fn level(&self) -> Option<&str> {
         self.json.as_ref()?.get("level").and_then(Value::as_str)
