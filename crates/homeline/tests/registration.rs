@@ -270,10 +270,7 @@ fn an_operator_registering_again_after_a_loss_is_ready_again() {
     let alice = operator(&h, "alice", "operator_answer.xml", STAY);
     alice_state(&mut h, not_ready, "available");
     // linear: alice, first in the file, gets the call.
-    pbx(&h, "pbx_talk.xml")
-        .arg("-d")
-        .arg("1500")
-        .run(&mut h);
+    pbx(&h, "pbx_talk.xml").arg("-d").arg("1500").run(&mut h);
     let lines = expect_outcomes(&mut h, 1, WAIT);
     assert_eq!(
         outcome(&lines[0]),
