@@ -49,6 +49,24 @@ impl T {
         }
     }
 
+    /// An engine with queue `q` alone and no operators.
+    fn alone(q: QueueConfig) -> T {
+        let router = Router::new(
+            &RouterConfig {
+                queues: vec![q],
+                agents: vec![],
+            },
+            SplitMix64::new(1),
+        )
+        .expect("config");
+        T {
+            e: Engine::new(router),
+            now: Time::ZERO,
+            outcomes: vec![],
+            done: vec![],
+        }
+    }
+
     fn agent(&self, name: &str) -> AgentId {
         self.e.router().agent_id(name).expect("agent")
     }
@@ -356,20 +374,7 @@ fn max_wait_overflow_out_redirects_or_refuses_the_unanswered_call() {
         overflow: Some(OverflowConfig::External("sip:9000@pbx".into())),
         ..QueueConfig::new("support")
     };
-    let router = Router::new(
-        &RouterConfig {
-            queues: vec![q],
-            agents: vec![],
-        },
-        SplitMix64::new(1),
-    )
-    .expect("config");
-    let mut t = T {
-        e: Engine::new(router),
-        now: Time::ZERO,
-        outcomes: vec![],
-        done: vec![],
-    };
+    let mut t = T::alone(q);
     t.inbound(1, AnswerMode::OnAgent);
     let out = t.advance(Duration::from_secs(30));
     assert!(out.iter().any(|o| matches!(o, Output::RejectPbx { status: 302, target: Some(t), .. } if &**t == "sip:9000@pbx")));
@@ -384,20 +389,7 @@ fn a_queue_that_rejects_when_empty_refuses_before_answering() {
         when_empty: WhenEmpty::Reject,
         ..QueueConfig::new("support")
     };
-    let router = Router::new(
-        &RouterConfig {
-            queues: vec![q],
-            agents: vec![],
-        },
-        SplitMix64::new(1),
-    )
-    .expect("config");
-    let mut t = T {
-        e: Engine::new(router),
-        now: Time::ZERO,
-        outcomes: vec![],
-        done: vec![],
-    };
+    let mut t = T::alone(q);
     let out = t.inbound(1, AnswerMode::OnEnqueue);
     assert!(
         out.contains(&Output::RejectPbx {
@@ -799,20 +791,7 @@ fn overflow_engine() -> T {
         overflow: Some(OverflowConfig::External("0800123456".into())),
         ..QueueConfig::new("support")
     };
-    let router = Router::new(
-        &RouterConfig {
-            queues: vec![q],
-            agents: vec![],
-        },
-        SplitMix64::new(1),
-    )
-    .expect("config");
-    T {
-        e: Engine::new(router),
-        now: Time::ZERO,
-        outcomes: vec![],
-        done: vec![],
-    }
+    T::alone(q)
 }
 
 #[test]
