@@ -325,12 +325,16 @@ fn spawn_transact(
 }
 
 /// CANCELs an unanswered leg (at once, or with its first provisional response); the
-/// INVITE's final response (`487`) comes back as `LegRefused`. Nothing for an answered
-/// or unknown leg.
+/// INVITE's final response (`487`) comes back as `LegRefused`; an outbound leg still
+/// dialing its trunk sends no INVITE and ends the same way (see `outbound`). Nothing for an
+/// answered or unknown leg.
 pub(crate) fn cancel(sh: &Shared, leg: u64) {
     let out = {
         let mut reg = sh.calls.lock();
         let Some(l) = reg.legs.get_mut(&leg) else {
+            if let Some(cancelled) = reg.dialing.get_mut(&leg) {
+                *cancelled = true;
+            }
             return;
         };
         match (l.phase, l.cancel) {
@@ -355,7 +359,8 @@ pub(crate) fn hang_up(sh: &Shared, leg: u64) {
     let bye = {
         let mut reg = sh.calls.lock();
         let Some(l) = reg.legs.get(&leg) else {
-            return;
+            drop(reg);
+            return cancel(sh, leg);
         };
         if l.phase != LegPhase::Confirmed {
             drop(reg);

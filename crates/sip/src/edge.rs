@@ -149,7 +149,7 @@ pub(crate) fn flow_key(remote: &SipAddr) -> String {
     remote.to_string()
 }
 
-fn flow_id(key: &str) -> FlowId {
+pub(crate) fn flow_id(key: &str) -> FlowId {
     // FNV-1a: stable, cheap, good enough to tell connections apart.
     key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)

@@ -258,9 +258,11 @@ impl SipEdge {
 
     /// INVITEs `number` through trunk `trunk` (`None`: the first configured one) with `sdp`
     /// on leg `leg` (an operator's outbound call, or a caller transferred or overflowed to an
-    /// outside number; see `outbound`): From as [`OutboundFrom`] says. Progress comes back as `LegRinging`, `LegAnswered`, `LegRefused` (with the
-    /// PBX's final status) or `LegUnreachable` (no response, no usable trunk); the PBX
-    /// hanging up as `LegHungUp`. `cancel_agent` and `bye_agent` end it.
+    /// outside number; see `outbound`): From as [`OutboundFrom`] says, over the trunk's
+    /// transport (UDP, or a TCP connection to its PBX). Progress comes back as `LegRinging`,
+    /// `LegAnswered`, `LegRefused` (with the PBX's final status) or `LegUnreachable` (no
+    /// response, no usable trunk, no TCP connection to the PBX); the PBX hanging up as
+    /// `LegHungUp`. `cancel_agent` and `bye_agent` end it.
     pub async fn invite_trunk(
         &self,
         leg: LegRef,
@@ -304,6 +306,9 @@ pub(crate) struct Registry {
     pub pbx: HashMap<u64, PbxCall>,
     pub legs: HashMap<u64, AgentLeg>,
     pub by_call_id: HashMap<String, Party>,
+    /// Outbound legs still connecting to their trunk (`true`: cancelled meanwhile); see
+    /// `outbound`.
+    pub dialing: HashMap<u64, bool>,
 }
 
 impl Registry {

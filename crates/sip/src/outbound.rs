@@ -7,15 +7,39 @@
 //! `<sip:CALLERID@domain>` with the trunk's `caller_id` (else the operator's name) or, for a
 //! caller passed on by a transfer or overflow, the caller's own number. One
 //! `401`/`407` is answered with the trunk's credentials (a new INVITE, CSeq 2, same Call-ID
-//! and From tag). Only UDP trunks are served yet: a TCP trunk makes the leg unreachable.
+//! and From tag).
 //!
 //! The leg is an ordinary leg of the registry (same record as an operator leg, so CANCEL, BYE,
 //! an in-dialog BYE from the PBX and re-INVITEs work unchanged) and reports the same `Leg*`
-//! events.
+//! events. From [`crate::SipEdge::invite_trunk`] until the INVITE is built the leg is
+//! *dialing* (`Registry::dialing`): a `cancel_agent` or `bye_agent` meanwhile is remembered,
+//! and the leg ends as `LegRefused` `487` without an INVITE.
+//!
+//! ## Transports
+//! - **UDP**: from the UDP listener of the PBX's address family, to the PBX's address.
+//! - **TCP**: on a connection from homeline to the PBX's address, opened by rsipstack's
+//!   transport layer (`TransportLayer::lookup` of a `TCP` `SipAddr`: it dials
+//!   (`TcpConnection::connect`, at most 64×T1 here), caches the connection by the PBX's
+//!   address and serves it like an accepted one). Later calls, and the trunk's OPTIONS
+//!   keepalive, reuse it while it is open; once it closed, the next call dials anew. Via
+//!   (`;alias`, RFC 5923) and Contact (`;transport=TCP`) carry the connection's local address,
+//!   so the PBX sends responses and in-dialog requests (BYE, re-INVITE) back on it; those
+//!   reach the usual request handlers and are matched to the leg by Call-ID and tags
+//!   (`legs::match_dialog`), whichever connection they come on. The ACK of a `2xx` goes on
+//!   the connection the `2xx` came on (rsipstack reuses a reliable one); our CANCEL and BYE
+//!   on the leg's connection. If the connection closes before the PBX answered, the leg is
+//!   unreachable at once (`agent::flow_closed`).
+//!
+//!   Limit: rsipstack closes a stream that received nothing for its idle timeout
+//!   (`sip.max_expires` + 2 min, set in `edge`). The trunk's OPTIONS keepalive keeps the
+//!   connection busy; with the keepalive off, an answered call that outlives the timeout
+//!   loses its connection, and its BYE (either side's) cannot be delivered.
 
 use crate::agent::{self, AgentLeg, Cancel, LegPhase};
 use crate::edge::Shared;
+use crate::edge::{flow_id, flow_key};
 use crate::legs::{EdgeEvent, LegRef, Party};
+use crate::registrar::FlowId;
 use crate::sipmsg;
 use crate::trunks::TrunkTransport;
 use rsipstack::sip::prelude::HeadersExt;
@@ -26,6 +50,7 @@ use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::make_tag;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::{SipAddr, SipConnection};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What the INVITE is built from (kept to rebuild it with credentials).
@@ -33,11 +58,19 @@ struct Plan {
     target: Uri,
     from: typed::From,
     to: typed::To,
+    transport: TrunkTransport,
+    pbx: SocketAddr,
+    sdp: Vec<u8>,
+    credentials: Option<(String, String)>,
+}
+
+/// How the INVITE reaches the PBX: the connection (a UDP listener or a TCP connection to the
+/// PBX), the destination, our Contact on it, and the TCP connection's flow.
+struct Path {
     conn: SipConnection,
     dest: SipAddr,
     contact: String,
-    sdp: Vec<u8>,
-    credentials: Option<(String, String)>,
+    flow: Option<FlowId>,
 }
 
 /// Who an outbound leg presents itself as (the From user).
@@ -45,8 +78,9 @@ struct Plan {
 pub enum OutboundFrom<'a> {
     /// An operator's own call: the trunk's `caller_id`, else the operator's name.
     Operator(&'a str),
-    /// A caller passed on (a transfer or an overflow to an outside number): the caller's own
-    /// number, so the target sees who is calling.
+    /// This number as it is: a caller passed on (a transfer or an overflow to an outside
+    /// number: the caller's own number, so the target sees who is calling), or an operator's
+    /// own `caller_id` (which comes before the trunk's).
     Caller(&'a str),
 }
 
@@ -60,13 +94,17 @@ pub(crate) fn invite(
     from: OutboundFrom<'_>,
     sdp: Vec<u8>,
 ) {
-    if sh.calls.lock().legs.contains_key(&leg) {
-        tracing::warn!(leg, "invite_trunk for a leg that is already live: ignored");
-        return;
-    }
     let sh = sh.clone();
     match plan(&sh, trunk, number, from, sdp) {
         Ok(plan) => {
+            {
+                let mut reg = sh.calls.lock();
+                if reg.legs.contains_key(&leg) || reg.dialing.contains_key(&leg) {
+                    tracing::warn!(leg, "invite_trunk for a leg that is already live: ignored");
+                    return;
+                }
+                reg.dialing.insert(leg, false);
+            }
             tokio::spawn(run(plan, sh, leg));
         }
         Err(why) => {
@@ -95,13 +133,6 @@ fn plan(
             .find(|t| t.name == name)
             .ok_or("no such trunk")?,
     };
-    if trunk.transport != TrunkTransport::Udp {
-        return Err("outbound calls over a TCP trunk are not supported yet");
-    }
-    let conn = sh
-        .udp_listener(None, trunk.pbx.is_ipv6())
-        .ok_or("no UDP listener for the trunk")?;
-    let dest = SipAddr::new(rsipstack::sip::Transport::Udp, trunk.pbx.into());
     let target = sipmsg::user_uri(number, &trunk.pbx.to_string()).ok_or("bad number")?;
     let caller = match from {
         OutboundFrom::Operator(user) => trunk.caller_id.as_deref().unwrap_or(user),
@@ -118,16 +149,48 @@ fn plan(
         uri: target.clone(),
         params: vec![],
     };
-    let contact = sipmsg::our_contact(conn.get_addr());
     Ok(Plan {
         target,
         from,
         to,
+        transport: trunk.transport,
+        pbx: trunk.pbx,
+        sdp,
+        credentials: trunk.credentials.clone(),
+    })
+}
+
+/// The way to the trunk's PBX: over TCP, an open connection to it (reused) or a new one.
+async fn connect(sh: &Shared, p: &Plan) -> Result<Path, String> {
+    let (conn, dest, flow) = match p.transport {
+        TrunkTransport::Udp => {
+            let conn = sh
+                .udp_listener(None, p.pbx.is_ipv6())
+                .ok_or("no UDP listener for the trunk")?;
+            let dest = SipAddr::new(rsipstack::sip::Transport::Udp, p.pbx.into());
+            (conn, dest, None)
+        }
+        TrunkTransport::Tcp => {
+            let target = SipAddr::new(rsipstack::sip::Transport::Tcp, p.pbx.into());
+            let limit = sh.settings.t1 * 64;
+            let lookup = sh.endpoint.transport_layer.lookup(&target, None);
+            let (conn, dest) = tokio::time::timeout(limit, lookup)
+                .await
+                .map_err(|_| format!("no TCP connection to the PBX within {limit:?}"))?
+                .map_err(|e| format!("cannot connect to the PBX: {e}"))?;
+            if !conn.is_reliable() {
+                return Err("the transport layer gave no TCP connection".into());
+            }
+            let flow = conn.get_remote_addr().map(|r| flow_id(&flow_key(r)));
+            (conn, dest, flow)
+        }
+    };
+    let contact = sipmsg::our_contact(conn.get_addr());
+    Ok(Path {
         conn,
         dest,
         contact,
-        sdp,
-        credentials: trunk.credentials.clone(),
+        flow,
     })
 }
 
@@ -135,13 +198,14 @@ fn plan(
 fn build(
     sh: &Shared,
     p: &Plan,
+    path: &Path,
     cseq: u32,
     call_id: Option<headers::CallId>,
     auth: Option<Header>,
 ) -> Option<Request> {
     let via = sh
         .endpoint
-        .get_via(Some(p.conn.get_addr().clone()), None)
+        .get_via(Some(path.conn.get_addr().clone()), None)
         .ok()?;
     let mut req = sh.endpoint.make_request(
         Method::Invite,
@@ -152,7 +216,8 @@ fn build(
         cseq,
         call_id,
     );
-    req.headers.push(Header::Contact(p.contact.clone().into()));
+    req.headers
+        .push(Header::Contact(path.contact.clone().into()));
     req.headers.push(Header::Allow(crate::ALLOW.into()));
     if let Some(h) = auth {
         req.headers.push(h);
@@ -165,17 +230,25 @@ fn build(
 }
 
 /// Registers (or updates, for the authenticated retry) the leg and returns its transaction;
-/// `None` when the leg went (cancelled before the retry) or the request is unusable.
-fn start(sh: &Shared, leg: u64, p: &Plan, req: Request, cseq: u32) -> Option<Transaction> {
+/// `None` when the leg went (cancelled while dialing or before the retry) or the request is
+/// unusable.
+fn start(
+    sh: &Shared,
+    leg: u64,
+    p: &Plan,
+    path: &Path,
+    req: Request,
+    cseq: u32,
+) -> Option<Transaction> {
     let call_id = req.call_id_header().ok()?.value().to_string();
     let key = TransactionKey::from_request(&req, TransactionRole::Client).ok()?;
     let mut tx = Transaction::new_client(
         key.clone(),
         req.clone(),
         sh.endpoint.clone(),
-        Some(p.conn.clone()),
+        Some(path.conn.clone()),
     );
-    tx.destination = Some(p.dest.clone());
+    tx.destination = Some(path.dest.clone());
     let local_tag = p.from.tag()?.value().to_string();
     let mut reg = sh.calls.lock();
     if cseq > 1 {
@@ -190,6 +263,10 @@ fn start(sh: &Shared, leg: u64, p: &Plan, req: Request, cseq: u32) -> Option<Tra
         l.local_cseq = cseq;
         return Some(tx);
     }
+    if reg.dialing.get(&leg) != Some(&false) {
+        return None;
+    }
+    reg.dialing.remove(&leg);
     let record = AgentLeg {
         call_id: call_id.clone(),
         phase: LegPhase::Calling,
@@ -198,12 +275,12 @@ fn start(sh: &Shared, leg: u64, p: &Plan, req: Request, cseq: u32) -> Option<Tra
         local_tag,
         remote_tag: None,
         remote: None,
-        contact: p.contact.clone(),
+        contact: path.contact.clone(),
         tu: tx.tu_sender.clone(),
         key,
-        conn: p.conn.clone(),
-        dest: p.dest.clone(),
-        flow: None,
+        conn: path.conn.clone(),
+        dest: path.dest.clone(),
+        flow: path.flow,
         local_sdp: p.sdp.clone(),
         local_cseq: cseq,
     };
@@ -212,7 +289,7 @@ fn start(sh: &Shared, leg: u64, p: &Plan, req: Request, cseq: u32) -> Option<Tra
     Some(tx)
 }
 
-/// Reports the end of an unanswered leg (if it is still there).
+/// Reports the end of an unanswered (or still dialing) leg, if it is still there.
 async fn failed(sh: &Shared, leg: u64, status: Option<u16>) {
     // Every final status is passed on as it came (also `408`, `503`).
     let ev = match status {
@@ -223,22 +300,30 @@ async fn failed(sh: &Shared, leg: u64, status: Option<u16>) {
         None => EdgeEvent::LegUnreachable { leg: LegRef(leg) },
     };
     let slot = sh.events.slot().await;
-    if sh.calls.lock().remove_leg(leg).is_some() {
+    let mut reg = sh.calls.lock();
+    if reg.remove_leg(leg).is_some() || reg.dialing.remove(&leg).is_some() {
         tracing::debug!(leg, ?status, "outbound leg failed");
         slot.put(ev);
     }
 }
 
 async fn run(p: Plan, sh: Arc<Shared>, leg: u64) {
+    let path = match connect(&sh, &p).await {
+        Ok(path) => path,
+        Err(why) => {
+            tracing::info!(leg, error = %why, "outbound call cannot be placed");
+            return failed(&sh, leg, None).await;
+        }
+    };
     let mut auth = None;
     let mut call_id = None;
     for cseq in 1..=2u32 {
-        let Some(req) = build(&sh, &p, cseq, call_id.clone(), auth.take()) else {
+        let Some(req) = build(&sh, &p, &path, cseq, call_id.clone(), auth.take()) else {
             return failed(&sh, leg, None).await;
         };
         call_id = req.call_id_header().ok().cloned();
         let uri = req.uri.to_string();
-        let Some(mut tx) = start(&sh, leg, &p, req, cseq) else {
+        let Some(mut tx) = start(&sh, leg, &p, &path, req, cseq) else {
             return failed(&sh, leg, Some(487)).await;
         };
         if let Err(e) = tx.send().await {
