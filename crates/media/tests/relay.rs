@@ -322,7 +322,7 @@ fn spawn_outside_a_runtime_is_an_error_not_a_panic() {
     assert_eq!(ports.available(), 2);
 }
 
-/// The driver connects a leg's socket to its latched remote; a re-INVITE must open it again, or
+/// The relay worker connects a leg's socket to its latched remote; a re-INVITE must open it again, or
 /// the kernel would keep shutting out the remote's new address.
 #[tokio::test]
 async fn a_latched_leg_ignores_others_until_a_reinvite_moves_it() {
@@ -374,4 +374,30 @@ async fn a_latched_leg_ignores_others_until_a_reinvite_moves_it() {
     assert_eq!(report.a.remote_rtp, Some(addr_of(&moved)));
     assert_eq!(report.a.counters.forwarded, 3);
     assert_eq!(report.b.counters.forwarded, 2);
+}
+
+/// A call whose task is dropped before `Stop` (aborted, or its runtime shut down) leaves the
+/// worker and gives its ports back.
+#[tokio::test]
+async fn an_aborted_relay_returns_its_ports() {
+    let ports = PortAllocator::new(LO, 24180..=24187).expect("port range");
+    let (a, b) = (
+        ports.allocate().expect("pair"),
+        ports.allocate().expect("pair"),
+    );
+    let config = RelayConfig {
+        a: None,
+        b: None,
+        seed: 4,
+    };
+    let (handle, task) = relay::spawn(config, a, b).expect("spawn");
+    handle.report().await.expect("running");
+    task.abort();
+    assert!(task.await.is_err_and(|e| e.is_cancelled()));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while ports.available() < ports.capacity() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(ports.available(), ports.capacity());
+    assert!(handle.send(Control::Bridge).await.is_err());
 }

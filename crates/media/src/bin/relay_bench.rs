@@ -4,16 +4,17 @@
 //! cargo run --release -p homeline-media --bin relay-bench -- --calls 200 --seconds 10
 //! ```
 //!
-//! Each call is one relay task (on a dedicated single-threaded runtime, on its own OS thread)
-//! between two load-generator endpoints, a "PBX" and an "agent", each sending 50 packets/s of
+//! Each call is one relay (its control task on a dedicated single-threaded runtime on its own OS
+//! thread, its packets on the relay worker thread) between two load-generator endpoints, a "PBX" and an "agent", each sending 50 packets/s of
 //! G.711 (172-byte RTP) to its relay leg and receiving the other's. The load generator runs on a
 //! second single-threaded runtime on the main thread. Each payload carries the send time, so the
 //! receiver measures the latency the relay adds (plus the load generator's own scheduling).
 //!
 //! Reported: packets relayed per second and CPU time per relayed packet, both over the
 //! measuring window after a warm-up; CPU of the whole process (utime + stime from
-//! `/proc/self/stat`, so load generator included) and of the relay thread alone
-//! (`/proc/thread-self/schedstat`, else its `stat`); latency p50/p99/max; loss over the run.
+//! `/proc/self/stat`, so load generator included) and of the relay's threads alone (the
+//! runtime thread plus the `relay-worker` thread, from their `schedstat`, else `stat`; reported
+//! as `relay_thread_*`); latency p50/p99/max; loss over the run.
 //!
 //! Options: `--calls N` (200), `--seconds S` (10), `--warmup S` (1), `--port-base P` (25000;
 //! the relay uses `4 × calls` ports from there, 127.0.0.1 only).
@@ -200,11 +201,33 @@ struct CpuSample {
     relay_thread: f64,
 }
 
-fn sample_cpu(tid: &str, ticks: f64) -> CpuSample {
+/// The relay's threads: the runtime thread its control tasks run on (`tid`) and the relay
+/// worker that moves the packets (`relay-worker`, started by the first call).
+fn relay_threads(tid: &str) -> Vec<String> {
+    let mut threads = vec![tid.to_string()];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let name = task.file_name().to_string_lossy().into_owned();
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "relay-worker" && name != tid {
+            threads.push(name);
+        }
+    }
+    threads
+}
+
+fn sample_cpu(threads: &[String], ticks: f64) -> CpuSample {
     let process = stat_cpu_seconds("/proc/self/stat", ticks).unwrap_or(f64::NAN);
-    let relay_thread = schedstat_seconds(&format!("/proc/self/task/{tid}/schedstat"))
-        .or_else(|| stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"), ticks))
-        .unwrap_or(f64::NAN);
+    let relay_thread = threads
+        .iter()
+        .map(|tid| {
+            schedstat_seconds(&format!("/proc/self/task/{tid}/schedstat"))
+                .or_else(|| stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"), ticks))
+                .unwrap_or(f64::NAN)
+        })
+        .sum();
     CpuSample {
         process,
         relay_thread,
@@ -346,9 +369,10 @@ fn run(o: Options) -> Result<String, String> {
             )));
         }
         tokio::time::sleep_until(measure_from).await;
-        let cpu0 = sample_cpu(&tid, ticks);
+        let threads = relay_threads(&tid);
+        let cpu0 = sample_cpu(&threads, ticks);
         tokio::time::sleep_until(stop_sending).await;
-        let cpu1 = sample_cpu(&tid, ticks);
+        let cpu1 = sample_cpu(&threads, ticks);
 
         let mut total = EndpointResult::default();
         for e in endpoints {
