@@ -30,10 +30,16 @@
 //!   on the leg's connection. If the connection closes before the PBX answered, the leg is
 //!   unreachable at once (`agent::flow_closed`).
 //!
-//!   Limit: rsipstack closes a stream that received nothing for its idle timeout
-//!   (`sip.max_expires` + 2 min, set in `edge`). The trunk's OPTIONS keepalive keeps the
-//!   connection busy; with the keepalive off, an answered call that outlives the timeout
-//!   loses its connection, and its BYE (either side's) cannot be delivered.
+//!   Limits: the Contact's port is the connection's, not a listener's, so the PBX must send
+//!   its in-dialog requests on the connection (as SIP stacks that reuse connections by
+//!   remote address do) rather than open a new one to the Contact. rsipstack closes a
+//!   stream that received nothing for its idle timeout (`sip.max_expires` + 2 min, set in
+//!   `edge`); the trunk's OPTIONS keepalive rides the same connection and keeps it busy.
+//!   With the keepalive off, an answered call that outlives the timeout loses its
+//!   connection, and its BYE (either side's) cannot be delivered.
+//!
+//! `183 Session Progress` is reported as ringing, like `180`; an SDP in it (early media) is
+//! not passed on: the runtime gets the PBX's SDP with the `2xx` only.
 
 use crate::agent::{self, AgentLeg, Cancel, LegPhase};
 use crate::edge::Shared;

@@ -1,7 +1,8 @@
 //! Outbound legs over a TCP trunk, end to end: a `SipEdge` on free loopback ports whose trunk
 //! `pbx` has `transport = tcp` and points at SIPp listening on TCP (`-t t1`,
-//! `tests/sipp/trunk_tcp_*.xml`). The test plays the runtime: it places legs with
-//! `invite_trunk` and reads the edge's events.
+//! `tests/sipp/trunk_tcp_*.xml`), or at a small TCP responder of the test's own (to count
+//! connections). The test plays the runtime: it places legs with `invite_trunk` and reads
+//! the edge's events.
 //!
 //! Each test stays under 20 s (SIPp runs with `-timeout`, every wait has its own limit, SIPp
 //! is killed when the test ends). SIPp's traces are kept in `target/tmp/trunk_tcp/TEST/`.
@@ -274,6 +275,137 @@ async fn a_leg_cancelled_while_dialing_sends_no_invite() {
     let got = tokio::time::timeout(Duration::from_millis(500), pbx.recv(&mut buf)).await;
     assert!(got.is_err(), "the PBX got something: {got:?}");
     h.edge.shutdown().await;
+}
+
+/// A response with `status` to the request `req` (its Via, From, To, Call-ID and CSeq).
+fn reply(req: &str, status: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for line in req.lines().skip(1).take_while(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str()) {
+            out.push_str(line.trim_end());
+            if name == "to" && !line.contains("tag=") {
+                out.push_str(";tag=pbx");
+            }
+            out.push_str("\r\n");
+        }
+    }
+    out + "Content-Length: 0\r\n\r\n"
+}
+
+/// The first whole message in `buf` (framed by its `Content-Length`), taken out of it.
+fn take_message(buf: &mut Vec<u8>) -> Option<String> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let body = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            let name = name.trim().to_ascii_lowercase();
+            (name == "content-length" || name == "l").then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0usize);
+    if buf.len() < end + body {
+        return None;
+    }
+    buf.drain(..end + body);
+    Some(head)
+}
+
+/// A PBX that accepts TCP connections and answers OPTIONS `200` and INVITE `486`; reports
+/// each request's first line with the number of its connection.
+async fn busy_pbx(listener: tokio::net::TcpListener, seen: mpsc::UnboundedSender<(usize, String)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut n = 0;
+    while let Ok((mut sock, _)) = listener.accept().await {
+        n += 1;
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 8192];
+            while let Ok(len @ 1..) = sock.read(&mut chunk).await {
+                buf.extend_from_slice(&chunk[..len]);
+                while let Some(msg) = take_message(&mut buf) {
+                    let first = msg.lines().next().unwrap_or("").to_string();
+                    let status = match first.split(' ').next() {
+                        Some("OPTIONS") => "200 OK",
+                        Some("INVITE") => "486 Busy Here",
+                        _ => continue,
+                    };
+                    let _ = seen.send((n, first));
+                    if sock
+                        .write_all(reply(&msg, status).as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The next request the PBX saw.
+async fn next_request(seen: &mut mpsc::UnboundedReceiver<(usize, String)>) -> (usize, String) {
+    tokio::time::timeout(WAIT, seen.recv())
+        .await
+        .ok()
+        .flatten()
+        .expect("a request at the PBX")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trunk_keepalive_and_outbound_legs_share_one_tcp_connection() {
+    let _serial = serial().await;
+    let listener = tokio::net::TcpListener::bind((ip(EDGE_IP), 0))
+        .await
+        .expect("the PBX listens");
+    let pbx_port = listener.local_addr().expect("its address").port();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let pbx = tokio::spawn(busy_pbx(listener, seen_tx));
+    let port = free_port_pair(EDGE_IP);
+    let mut settings = settings(port, pbx_port, TrunkTransport::Tcp);
+    settings.trunks[0].options_interval = Some(Duration::from_millis(300));
+    let mut edge = SipEdge::start(settings).await.expect("edge starts");
+    let mut events = edge.events().expect("events");
+    // The first OPTIONS opens the connection; the INVITE must come on it.
+    let mut requests = vec![next_request(&mut seen).await];
+    let offer = OFFER.to_vec();
+    let from = OutboundFrom::Operator("alice");
+    edge.invite_trunk(LegRef(4), None, NUMBER, from, offer)
+        .await;
+    let refused = tokio::time::timeout(WAIT, events.recv()).await;
+    assert!(
+        matches!(
+            refused,
+            Ok(Some(EdgeEvent::LegRefused {
+                leg: LegRef(4),
+                status: 486
+            }))
+        ),
+        "{refused:?}"
+    );
+    while requests
+        .iter()
+        .filter(|(_, r)| r.starts_with("OPTIONS"))
+        .count()
+        < 3
+    {
+        requests.push(next_request(&mut seen).await);
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|(_, r)| r.starts_with("INVITE sip:0612345678@")),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().all(|(conn, _)| *conn == 1),
+        "one connection: {requests:?}"
+    );
+    edge.shutdown().await;
+    pbx.abort();
 }
 
 /// The tests run one at a time (SIPp ports are found free a moment before use).
