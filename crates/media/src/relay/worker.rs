@@ -33,6 +33,8 @@ use crate::rtp;
 use crate::tone::FRAME_MS;
 use rustc_hash::FxHashMap;
 use rustix::event::{EventfdFlags, Timespec, epoll};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
@@ -112,7 +114,7 @@ impl Worker {
             wake: Arc::clone(&wake),
             commands: rx,
             calls: FxHashMap::default(),
-            timed: Vec::new(),
+            ticks: BinaryHeap::new(),
             buf: [0u8; BUF_LEN],
         };
         std::thread::Builder::new()
@@ -315,8 +317,9 @@ struct Thread {
     wake: Arc<OwnedFd>,
     commands: mpsc::Receiver<Command>,
     calls: FxHashMap<u64, Call>,
-    /// Ids of the calls whose tick runs.
-    timed: Vec<u64>,
+    /// The calls' next ticks, soonest first. An entry whose call has since stopped or moved
+    /// its tick (`Call::tick` differs) is stale and skipped when it comes up.
+    ticks: BinaryHeap<Reverse<(Instant, u64)>>,
     buf: [u8; BUF_LEN],
 }
 
@@ -369,17 +372,21 @@ impl Thread {
                     call.receive(leg, kind, &mut self.buf);
                 }
             }
-            if !self.timed.is_empty() {
+            if !self.ticks.is_empty() {
                 self.run_ticks(Instant::now());
             }
         }
     }
 
-    fn next_tick(&self) -> Option<Instant> {
-        self.timed
-            .iter()
-            .filter_map(|id| self.calls.get(id)?.tick)
-            .min()
+    /// The soonest tick still wanted, dropping stale entries on the way.
+    fn next_tick(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((due, id))) = self.ticks.peek() {
+            if self.calls.get(&id).is_some_and(|c| c.tick == Some(due)) {
+                return Some(due);
+            }
+            self.ticks.pop();
+        }
+        None
     }
 
     fn apply_commands(&mut self) {
@@ -397,7 +404,7 @@ impl Thread {
                     };
                     call.follow_latches();
                     if call.arm_timer(now) {
-                        self.timed.push(id);
+                        self.ticks.push(Reverse((now, id)));
                     }
                     self.calls.insert(id, call);
                 }
@@ -409,7 +416,7 @@ impl Thread {
                     apply(&mut call.core, control);
                     call.follow_latches();
                     if call.arm_timer(now) && !was_timed {
-                        self.timed.push(id);
+                        self.ticks.push(Reverse((now, id)));
                     }
                 }
                 Command::Remove { id, reply } => {
@@ -425,31 +432,27 @@ impl Thread {
                 }
             }
         }
-        let calls = &self.calls;
-        self.timed
-            .retain(|id| calls.get(id).is_some_and(|c| c.tick.is_some()));
-        // a timer stopped and started again by one batch of commands is listed once
-        self.timed.sort_unstable();
-        self.timed.dedup();
     }
 
+    /// Sends the tone and DTMF packets of every tick that is due.
     fn run_ticks(&mut self, now: Instant) {
-        let Thread {
-            calls, timed, buf, ..
-        } = self;
-        timed.retain(|id| {
-            let Some(call) = calls.get_mut(id) else {
-                return false;
+        while let Some(&Reverse((due, id))) = self.ticks.peek() {
+            if due > now {
+                break;
+            }
+            self.ticks.pop();
+            let Some(call) = self.calls.get_mut(&id).filter(|c| c.tick == Some(due)) else {
+                continue;
             };
-            let Some(due) = call.tick.filter(|due| *due <= now) else {
-                return call.tick.is_some();
-            };
-            call.send_tones(buf);
+            call.send_tones(&mut self.buf);
             // a late tick delays the next rather than bursting (tokio's MissedTickBehavior::Delay)
             let next = due + TICK;
-            call.tick = Some(if next > now { next } else { now + TICK });
-            call.arm_timer(now)
-        });
+            let next = if next > now { next } else { now + TICK };
+            call.tick = Some(next);
+            if call.arm_timer(now) {
+                self.ticks.push(Reverse((next, id)));
+            }
+        }
     }
 }
 
