@@ -4,18 +4,19 @@
 //! and splits the call in two:
 //!
 //! ```text
-//! engine ──Control──▶ the call's tokio task ──Command──▶ relay worker thread (all calls)
-//!                     forwards control messages;          epoll on every call's sockets:
+//! engine ──Control──▶ the call's tokio task ──Command──▶ a relay worker thread (many calls)
+//!                     forwards control messages;          epoll on its calls' sockets:
 //!                     on Stop (or every handle gone)       datagram → core.on_rtp / on_rtcp
 //!                     asks for the final report and        → send; 20 ms ticks → tones, DTMF;
 //!                     returns it                           commands → apply to the core
 //! ```
 //!
-//! The packets never touch the async runtime: the [`worker`] thread owns every call's core and
-//! sockets and moves each datagram with one `recvfrom` and one `send`, woken by a level-triggered
-//! `epoll` registered for reading only (the module explains the loop and why). The call's tokio
-//! task wakes only for control messages; the engine talks to the relay only through the bounded
-//! [`Control`] channel and shares no lock or state with it.
+//! The packets never touch the async runtime: a worker thread (module `worker`, one for every
+//! two CPUs, calls dealt to them in turn) owns its calls' cores and sockets and moves each
+//! datagram with one `recvfrom` and one `send`, woken by a level-triggered `epoll` registered
+//! for reading only (that module explains the loop and why). The call's tokio task wakes only
+//! for control messages; the engine talks to the relay only through the bounded [`Control`]
+//! channel and shares no lock or state with it.
 //!
 //! The packet path reads one clock (`Instant::now()` per datagram, for jitter), uses one fixed
 //! 2 KiB buffer (the worker's), and sends without waiting (a full socket buffer drops and counts
@@ -184,7 +185,7 @@ impl RelayHandle {
     }
 }
 
-/// Starts the relay of one call: hands the legs' sockets to the relay worker (see [`worker`])
+/// Starts the relay of one call: hands the legs' sockets to a relay worker thread
 /// and starts the call's control task on the current tokio runtime. Returns its handle and the
 /// task, which yields the final report after [`Control::Stop`] or when every handle is dropped.
 pub fn spawn(
