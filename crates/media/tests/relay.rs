@@ -401,3 +401,40 @@ async fn an_aborted_relay_returns_its_ports() {
     assert_eq!(ports.available(), ports.capacity());
     assert!(handle.send(Control::Bridge).await.is_err());
 }
+
+/// Sockets bound to every interface are not connected (that would narrow them to one local
+/// address): after latching, the remote's packets to another local address still arrive.
+#[tokio::test]
+async fn a_relay_bound_to_every_interface_keeps_hearing_every_local_address() {
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let ports = PortAllocator::new(any, 24140..=24147).expect("port range");
+    let (pbx, agent) = (socket().await, socket().await);
+    let config = RelayConfig {
+        a: Some(leg(addr_of(&pbx), 101)),
+        b: Some(leg(addr_of(&agent), 96)),
+        seed: 5,
+    };
+    let (a, b) = (
+        ports.allocate().expect("pair"),
+        ports.allocate().expect("pair"),
+    );
+    let (a_port, b_rtp) = (a.port(), SocketAddr::new(LO, b.port()));
+    let (handle, task) = relay::spawn(config, a, b).expect("spawn");
+    handle.send(Control::Bridge).await.expect("bridge");
+    let quiet = Duration::from_millis(300);
+
+    pbx.send_to(&packet(0, 0, 1), SocketAddr::new(LO, a_port))
+        .await
+        .expect("send");
+    assert_eq!(receive(&agent, 1, quiet).await.len(), 1);
+    agent.send_to(&packet(0, 0, 2), b_rtp).await.expect("send");
+    assert_eq!(receive(&pbx, 1, quiet).await.len(), 1);
+    // the same remote, to another of the host's addresses
+    let other = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), a_port);
+    pbx.send_to(&packet(0, 1, 1), other).await.expect("send");
+    assert_eq!(receive(&agent, 1, quiet).await.len(), 1);
+
+    handle.send(Control::Stop).await.expect("stop");
+    let report = task.await.expect("relay task");
+    assert_eq!(report.a.counters.forwarded, 2);
+}

@@ -27,7 +27,8 @@
 //! that remote: sends to it are then plain `send`s, which skip the kernel's per-packet route
 //! lookup, and the kernel itself discards datagrams from anyone else. When a re-INVITE
 //! ([`Control::Configure`]) re-arms the latch, the socket is disconnected again, so a packet from
-//! anywhere can latch it, as before the first one.
+//! anywhere can latch it, as before the first one. Sockets bound to a wildcard address
+//! (`0.0.0.0`, `::`) are never connected: that would also narrow their local address.
 
 mod core;
 mod dtmf_out;

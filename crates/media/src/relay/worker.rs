@@ -196,6 +196,10 @@ pub(super) struct LegIo {
     rtcp: UdpSocket,
     /// The remote each socket (RTP, RTCP) is connected to: its latched remote, if any.
     connected: [Option<SocketAddr>; 2],
+    /// Whether the sockets may be connected: not when bound to a wildcard address, which
+    /// `connect` would narrow to the route's source address, shutting out datagrams the remote
+    /// sends to any other local address.
+    connectable: bool,
     // after the sockets: the ports go back to the pool once both are closed
     _lease: PortLease,
 }
@@ -203,10 +207,12 @@ pub(super) struct LegIo {
 impl LegIo {
     pub(super) fn new(sockets: LegSockets) -> Self {
         let (rtp, rtcp, lease) = sockets.into_parts();
+        let connectable = rtp.local_addr().is_ok_and(|a| !a.ip().is_unspecified());
         LegIo {
             rtp,
             rtcp,
             connected: [None; 2],
+            connectable,
             _lease: lease,
         }
     }
@@ -235,7 +241,7 @@ impl LegIo {
     /// disconnect is retried next time.
     fn follow_latch(&mut self, kind: SocketKind, latched: Option<SocketAddr>) {
         let i = kind_index(kind);
-        if self.connected[i] == latched {
+        if self.connected[i] == latched || !self.connectable {
             return;
         }
         let socket = self.socket(kind);
