@@ -22,17 +22,17 @@
 //!   (`TcpConnection::connect`, at most 64×T1 here), caches the connection by the PBX's
 //!   address and serves it like an accepted one). Later calls, and the trunk's OPTIONS
 //!   keepalive, reuse it while it is open; once it closed, the next call dials anew. Via
-//!   (`;alias`, RFC 5923) and Contact (`;transport=TCP`) carry the connection's local address,
-//!   so the PBX sends responses and in-dialog requests (BYE, re-INVITE) back on it; those
+//!   (`;alias`, RFC 5923) carries the connection's local address, so the PBX answers on it;
+//!   Contact (`;transport=TCP`) is homeline's TCP listener (of the PBX's address family), so
+//!   in-dialog requests (BYE, re-INVITE) come back on the connection (stacks that reuse
+//!   connections by remote address) or on a new one to the listener; either way they
 //!   reach the usual request handlers and are matched to the leg by Call-ID and tags
 //!   (`legs::match_dialog`), whichever connection they come on. The ACK of a `2xx` goes on
 //!   the connection the `2xx` came on (rsipstack reuses a reliable one); our CANCEL and BYE
 //!   on the leg's connection. If the connection closes before the PBX answered, the leg is
 //!   unreachable at once (`agent::flow_closed`).
 //!
-//!   Limits: the Contact's port is the connection's, not a listener's, so the PBX must send
-//!   its in-dialog requests on the connection (as SIP stacks that reuse connections by
-//!   remote address do) rather than open a new one to the Contact. rsipstack closes a
+//!   Limits: rsipstack closes a
 //!   stream that received nothing for its idle timeout (`sip.max_expires` + 2 min, set in
 //!   `edge`); the trunk's OPTIONS keepalive rides the same connection and keeps it busy.
 //!   With the keepalive off, an answered call that outlives the timeout loses its
@@ -166,6 +166,33 @@ fn plan(
     })
 }
 
+/// Where the PBX can reach us over TCP: our TCP listener of the PBX's address family (its
+/// address, or the connection's local IP when it listens on all addresses), so that a PBX
+/// that opens a new connection for its in-dialog requests finds one; the connection's own
+/// address when there is no such listener.
+fn tcp_contact(sh: &Shared, conn: &SipConnection, pbx: SocketAddr) -> SipAddr {
+    let local = conn.get_addr().get_socketaddr().ok();
+    let listener = sh
+        .settings
+        .tcp
+        .iter()
+        .find(|l| l.is_ipv6() == pbx.is_ipv6());
+    match (listener, local) {
+        (Some(l), Some(local)) => {
+            let ip = if l.ip().is_unspecified() {
+                local.ip()
+            } else {
+                l.ip()
+            };
+            SipAddr::new(
+                rsipstack::sip::Transport::Tcp,
+                SocketAddr::new(ip, l.port()).into(),
+            )
+        }
+        _ => conn.get_addr().clone(),
+    }
+}
+
 /// The way to the trunk's PBX: over TCP, an open connection to it (reused) or a new one.
 async fn connect(sh: &Shared, p: &Plan) -> Result<Path, String> {
     let (conn, dest, flow) = match p.transport {
@@ -191,7 +218,10 @@ async fn connect(sh: &Shared, p: &Plan) -> Result<Path, String> {
             (conn, dest, flow)
         }
     };
-    let contact = sipmsg::our_contact(conn.get_addr());
+    let contact = match p.transport {
+        TrunkTransport::Udp => sipmsg::our_contact(conn.get_addr()),
+        TrunkTransport::Tcp => sipmsg::our_contact(&tcp_contact(sh, &conn, p.pbx)),
+    };
     Ok(Path {
         conn,
         dest,
