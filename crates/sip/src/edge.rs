@@ -1,6 +1,8 @@
-//! The SIP edge at run time: rsipstack endpoint, listeners, request handlers, registrar and
-//! trunk keepalive tasks. Handlers stay short: they parse into the crate's own types, ask the
-//! pure parts (`digest`, `registrar`, `trunks`) and answer.
+//! The SIP edge at run time: rsipstack endpoint, listeners, the dispatch of requests to
+//! their handlers, and the INVITE handler that tells trunks from operators. REGISTER and the
+//! registrations' housekeeping are in `registration`, the trunks' OPTIONS keepalive in
+//! `keepalive`. Handlers stay short: they parse into the crate's own types, ask the pure
+//! parts (`digest`, `registrar`, `trunks`) and answer.
 
 use crate::agent;
 use crate::digest::{Algorithm, AuthError, Credentials, DigestAuthority, ha1};
@@ -8,26 +10,23 @@ use crate::guard::{GuardedUdpSocket, Inspector};
 use crate::legs::{self, Calls, EdgeEvent, EventSink};
 use crate::operator_calls::{self, FeatureCodes};
 use crate::pbx::{self, Admission};
-use crate::registrar::{
-    ContactSpec, Contacts, FlowId, Limits, RegisterError, RegisterRequest, Registrar, Transport,
-};
+use crate::registrar::{FlowId, Limits, Registrar, Transport};
 use crate::sipmsg;
 use crate::stats::{SipStats, SipStatsSnapshot};
-use crate::trunks::{Identity, Route, TrunkSpec, TrunkTable, TrunkTransport};
+use crate::trunks::{Identity, Route, TrunkSpec, TrunkTable};
 use rsipstack::EndpointBuilder;
 use rsipstack::platform::CancellationToken;
-use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
-use rsipstack::sip::{Header, Method, StatusCode, StatusCodeKind, Uri};
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::CallIdFormat;
 use rsipstack::transaction::Endpoint;
 use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
-use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transaction::{CallIdFormat, make_tag};
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TcpListenerConnection, TransportLayer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -114,10 +113,6 @@ impl Credentials for TrunkCreds<'_> {
     }
 }
 
-const UNKNOWN: u8 = 0;
-const UP: u8 = 1;
-const DOWN: u8 = 2;
-
 pub(crate) struct Shared {
     pub(crate) settings: EdgeSettings,
     users: Users,
@@ -127,7 +122,7 @@ pub(crate) struct Shared {
     /// TCP flows operators registered over, by [`flow_id`], to reach them back.
     pub(crate) flows: Mutex<HashMap<FlowId, SipConnection>>,
     pub(crate) stats: Arc<SipStats>,
-    trunk_state: Vec<AtomicU8>,
+    pub(crate) trunk_state: crate::keepalive::TrunkStates,
     started: Instant,
     salt: AtomicU64,
     pub(crate) endpoint: EndpointInnerRef,
@@ -213,7 +208,7 @@ impl SipEdge {
         }
         // A registered operator's TCP connection must outlive its registration.
         layer.set_stream_idle_timeout(settings.limits.max + Duration::from_secs(120));
-        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
         let option = EndpointOption {
             t1: settings.t1,
             t1x64: settings.t1 * 64,
@@ -255,11 +250,7 @@ impl SipEdge {
             registrar: Mutex::new(Registrar::new(settings.limits)),
             flows: Mutex::new(HashMap::new()),
             stats,
-            trunk_state: settings
-                .trunks
-                .iter()
-                .map(|_| AtomicU8::new(UNKNOWN))
-                .collect(),
+            trunk_state: crate::keepalive::TrunkStates::new(settings.trunks.len()),
             started: Instant::now(),
             salt: AtomicU64::new(u64::from_le_bytes([
                 secret[0], secret[1], secret[2], secret[3], 0, 0, 0, 0,
@@ -290,49 +281,12 @@ impl SipEdge {
                 }
             }
         }));
-        let (sh, token) = (shared.clone(), cancel.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    key = closed_rx.recv() => {
-                        let Some(key) = key else { break };
-                        let flow = flow_id(&key);
-                        lock(&sh.flows).remove(&flow);
-                        agent::flow_closed(&sh, flow);
-                        let gone = {
-                            let mut reg = lock(&sh.registrar);
-                            let gone = reg.remove_flow(flow);
-                            for (user, b) in &gone {
-                                tracing::info!(user, transport = b.transport.as_str(), "unregistered: connection closed");
-                            }
-                            last_gone(&reg, gone)
-                        };
-                        report_unregistered(&sh, gone).await;
-                    }
-                    _ = tick.tick() => {
-                        let gone = {
-                            let mut reg = lock(&sh.registrar);
-                            let gone = reg.expire(Instant::now());
-                            for (user, b) in &gone {
-                                tracing::info!(user, transport = b.transport.as_str(), "registration expired");
-                            }
-                            last_gone(&reg, gone)
-                        };
-                        report_unregistered(&sh, gone).await;
-                    }
-                }
-            }
-        }));
-        for (i, trunk) in shared.settings.trunks.iter().enumerate() {
-            if let Some(every) = trunk.options_interval {
-                let (sh, token) = (shared.clone(), cancel.clone());
-                tasks.push(tokio::spawn(
-                    async move { keepalive(sh, i, every, token).await },
-                ));
-            }
-        }
+        tasks.push(tokio::spawn(crate::registration::housekeeping(
+            shared.clone(),
+            closed_rx,
+            cancel.clone(),
+        )));
+        crate::keepalive::spawn(&shared, &cancel, &mut tasks);
         Ok(SipEdge {
             endpoint,
             shared,
@@ -345,25 +299,6 @@ impl SipEdge {
     /// The counters.
     pub fn stats(&self) -> SipStatsSnapshot {
         self.shared.stats.snapshot()
-    }
-
-    /// Each trunk with its keepalive state: `Some(true)` up, `Some(false)` down, `None` not
-    /// known yet (or no keepalive).
-    pub fn trunk_status(&self) -> Vec<(String, Option<bool>)> {
-        let sh = &self.shared;
-        sh.settings
-            .trunks
-            .iter()
-            .zip(&sh.trunk_state)
-            .map(|(t, s)| {
-                let state = match s.load(Ordering::Relaxed) {
-                    UP => Some(true),
-                    DOWN => Some(false),
-                    _ => None,
-                };
-                (t.name.clone(), state)
-            })
-            .collect()
     }
 
     /// Current registered contacts, all users.
@@ -406,7 +341,7 @@ async fn handle(mut tx: Transaction, sh: Arc<Shared>) {
     } else {
         match method {
             Method::Options => tx.reply_with(StatusCode::OK, capabilities(), None).await,
-            Method::Register => register(&mut tx, &sh).await,
+            Method::Register => crate::registration::register(&mut tx, &sh).await,
             Method::Invite if sipmsg::tags(&tx.original).1.is_some() => {
                 match legs::in_dialog(&mut tx, &sh).await {
                     Some(r) => r,
@@ -456,7 +391,7 @@ fn capabilities() -> Vec<Header> {
     ]
 }
 
-fn source_of(tx: &Transaction) -> Option<(SocketAddr, Transport, SipConnection)> {
+pub(crate) fn source_of(tx: &Transaction) -> Option<(SocketAddr, Transport, SipConnection)> {
     let conn = tx.connection.clone()?;
     let remote = conn.get_remote_addr()?.get_socketaddr().ok()?;
     let transport = if conn.is_reliable() {
@@ -465,27 +400,6 @@ fn source_of(tx: &Transaction) -> Option<(SocketAddr, Transport, SipConnection)>
         Transport::Udp
     };
     Some((remote, transport, conn))
-}
-
-/// The users among `gone` left with no binding.
-fn last_gone(reg: &Registrar, gone: Vec<(String, crate::registrar::Binding)>) -> Vec<String> {
-    let mut users: Vec<String> = gone.into_iter().map(|(u, _)| u).collect();
-    users.sort();
-    users.dedup();
-    users.retain(|u| reg.lookup(u).is_empty());
-    users
-}
-
-/// Reports `users` unregistered, each unless it registered again meanwhile (the event is
-/// decided under the registrar's lock, in order with `Registered`).
-async fn report_unregistered(sh: &Shared, users: Vec<String>) {
-    for user in users {
-        let slot = sh.events.slot().await;
-        let reg = lock(&sh.registrar);
-        if reg.lookup(&user).is_empty() {
-            slot.put(EdgeEvent::Unregistered { user });
-        }
-    }
 }
 
 impl Shared {
@@ -561,142 +475,6 @@ pub(crate) async fn refuse(
     }
 }
 
-async fn register(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<()> {
-    let req = &tx.original;
-    let header = req.authorization_header().map(|h| h.value().to_string());
-    let verified = sh.verify_user("REGISTER", header.as_deref());
-    let (user, algorithm) = match verified {
-        Ok(v) => v,
-        Err(e) => return refuse(tx, sh, e).await,
-    };
-    let to_user = req
-        .to_header()
-        .ok()
-        .and_then(|t| t.typed().ok())
-        .and_then(|t| t.uri.user().map(str::to_string));
-    if to_user.as_deref() != Some(user.as_str()) {
-        SipStats::bump(&sh.stats.auth_failures);
-        return tx.reply(StatusCode::Forbidden).await;
-    }
-    let Some(parsed) = parse_register(tx) else {
-        crate::guard::note_malformed(
-            &sh.stats,
-            source_of(tx).map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.0),
-            "bad REGISTER",
-        );
-        return tx.reply(StatusCode::BadRequest).await;
-    };
-    let now = Instant::now();
-    let flow = match (parsed.transport, source_of(tx)) {
-        (Transport::Tcp, Some((_, _, conn))) => {
-            conn.get_remote_addr().map(|r| (flow_key(r), conn.clone()))
-        }
-        _ => None,
-    };
-    let slot = sh.events.slot().await;
-    let result = {
-        let mut reg = lock(&sh.registrar);
-        let before = !reg.lookup(&user).is_empty();
-        let result = reg.register(&user, &parsed, now);
-        let after = !reg.lookup(&user).is_empty();
-        // The flow before the event: the runtime may call the operator at once.
-        if result.is_ok()
-            && let Some((key, conn)) = flow
-        {
-            lock(&sh.flows).insert(flow_id(&key), conn);
-        }
-        if !before && after {
-            slot.put(EdgeEvent::Registered { user: user.clone() });
-        } else if before && !after {
-            slot.put(EdgeEvent::Unregistered { user: user.clone() });
-        }
-        result
-    };
-    match result {
-        Err(RegisterError::IntervalTooBrief { min_secs }) => {
-            let h = vec![Header::MinExpires(min_secs.to_string().into())];
-            tx.reply_with(StatusCode::IntervalTooBrief, h, None).await
-        }
-        Err(RegisterError::BadRequest(_)) => tx.reply(StatusCode::BadRequest).await,
-        Err(RegisterError::OutOfOrder) => tx.reply(StatusCode::ServerInternalError).await,
-        Ok(changes) => {
-            SipStats::bump(&sh.stats.registrations);
-            for b in changes.added.iter().chain(&changes.refreshed) {
-                let expires = b.expires_at.saturating_duration_since(now).as_secs();
-                tracing::info!(
-                    user,
-                    algorithm = algorithm.token(),
-                    transport = b.transport.as_str(),
-                    expires,
-                    "registered"
-                );
-            }
-            for b in &changes.removed {
-                tracing::info!(user, transport = b.transport.as_str(), "unregistered");
-            }
-            let bindings: Vec<Header> = lock(&sh.registrar)
-                .lookup(&user)
-                .iter()
-                .map(|b| {
-                    let left = b.expires_at.saturating_duration_since(now).as_secs();
-                    Header::Contact(format!("<{}>;expires={left}", b.uri).into())
-                })
-                .collect();
-            tx.reply_with(StatusCode::OK, bindings, None).await
-        }
-    }
-}
-
-/// The registrar's view of a REGISTER; `None` if it is malformed.
-fn parse_register(tx: &Transaction) -> Option<RegisterRequest> {
-    let req = &tx.original;
-    let (source, transport, conn) = source_of(tx)?;
-    let raw: Vec<&str> = req
-        .headers
-        .iter()
-        .filter_map(|h| match h {
-            Header::Contact(c) => Some(c.value()),
-            _ => None,
-        })
-        .collect();
-    let contacts = if raw.is_empty() {
-        Contacts::Query
-    } else if raw.len() == 1 && raw[0].trim() == "*" {
-        Contacts::Wildcard
-    } else {
-        let list = req.typed_contact_headers().ok()?;
-        Contacts::List(
-            list.iter()
-                .map(|c| ContactSpec {
-                    uri: c.uri.to_string(),
-                    expires: c.expires(),
-                })
-                .collect(),
-        )
-    };
-    let expires = match req.expires_header() {
-        Some(h) => Some(h.value().trim().parse::<u32>().ok()?),
-        None => None,
-    };
-    let call_id = req.call_id_header().ok()?.value().to_string();
-    let cseq = req.cseq_header().ok()?.seq().ok()?;
-    let flow = match transport {
-        Transport::Udp => 0,
-        Transport::Tcp => flow_id(&flow_key(conn.get_remote_addr()?)),
-    };
-    let local = conn.get_addr().get_socketaddr().ok();
-    Some(RegisterRequest {
-        contacts,
-        expires,
-        call_id,
-        cseq,
-        source,
-        transport,
-        flow,
-        local,
-    })
-}
-
 /// A new INVITE from a PBX: `Some(call)` when it was handed to the runtime.
 async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<Option<u64>> {
     tx.send_trying().await?;
@@ -765,134 +543,4 @@ async fn invite(tx: &mut Transaction, sh: &Shared) -> rsipstack::Result<Option<u
             pbx::admit(tx, sh, what).await
         }
     }
-}
-
-/// Pings trunk `i` with OPTIONS every `every`, logging changes between up and down.
-async fn keepalive(sh: Arc<Shared>, i: usize, every: Duration, token: CancellationToken) {
-    let trunk = &sh.settings.trunks[i];
-    loop {
-        let up = ping(&sh, trunk).await;
-        let new = if up { UP } else { DOWN };
-        let old = sh.trunk_state[i].swap(new, Ordering::Relaxed);
-        if old != new {
-            if up {
-                tracing::info!(trunk = %trunk.name, pbx = %trunk.pbx, "trunk up");
-            } else {
-                tracing::warn!(trunk = %trunk.name, pbx = %trunk.pbx, "trunk down");
-            }
-        }
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
-}
-
-/// One OPTIONS to a trunk's PBX: up if it answered anything but a timeout or failure.
-async fn ping(sh: &Shared, trunk: &TrunkSpec) -> bool {
-    match options_to(sh, trunk).await {
-        Ok(code) => !matches!(code, 408 | 503),
-        Err(e) => {
-            tracing::debug!(trunk = %trunk.name, error = %e, "OPTIONS ping failed");
-            false
-        }
-    }
-}
-
-/// One OPTIONS to a trunk's PBX, answering a digest challenge once with the trunk's
-/// credentials; returns the final status.
-async fn options_to(sh: &Shared, trunk: &TrunkSpec) -> rsipstack::Result<u16> {
-    let (transport, suffix) = match trunk.transport {
-        TrunkTransport::Udp => (rsipstack::sip::Transport::Udp, ""),
-        TrunkTransport::Tcp => (rsipstack::sip::Transport::Tcp, ";transport=tcp"),
-    };
-    let v6 = trunk.pbx.is_ipv6();
-    let local = sh
-        .endpoint
-        .transport_layer
-        .get_listen_addrs()
-        .into_iter()
-        .find(|a| {
-            a.r#type == Some(transport) && a.get_socketaddr().is_ok_and(|s| s.is_ipv6() == v6)
-        })
-        .ok_or_else(|| rsipstack::Error::Error("no listener for the trunk's transport".into()))?;
-    let target = Uri::try_from(format!("sip:{}{suffix}", trunk.pbx).as_str())?;
-    let from = rsipstack::sip::typed::From {
-        display_name: None,
-        uri: Uri::try_from(format!("sip:homeline@{}", local.addr).as_str())?,
-        params: vec![rsipstack::sip::Param::Tag(make_tag())],
-    };
-    let to = rsipstack::sip::typed::To {
-        display_name: None,
-        uri: target.clone(),
-        params: vec![],
-    };
-    let mut authorization: Option<Header> = None;
-    let mut call_id = None;
-    for cseq in 1..=2 {
-        let via = sh.endpoint.get_via(Some(local.clone()), None)?;
-        let mut req = sh.endpoint.make_request(
-            Method::Options,
-            target.clone(),
-            via,
-            from.clone(),
-            to.clone(),
-            cseq,
-            call_id.clone(),
-        );
-        call_id = req.call_id_header().ok().cloned();
-        if let Some(h) = authorization.take() {
-            req.headers.push(h);
-        }
-        let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
-        let conn = match trunk.transport {
-            TrunkTransport::Udp => sh
-                .udp
-                .iter()
-                .find(|c| {
-                    c.get_addr()
-                        .get_socketaddr()
-                        .is_ok_and(|s| s.is_ipv6() == v6)
-                })
-                .cloned(),
-            TrunkTransport::Tcp => None,
-        };
-        let mut tx = Transaction::new_client(key, req, sh.endpoint.clone(), conn);
-        tx.destination = Some(SipAddr::new(transport, trunk.pbx.into()));
-        tx.send().await?;
-        let mut last = None;
-        while let Some(msg) = tx.receive().await {
-            if let rsipstack::sip::SipMessage::Response(r) = msg
-                && r.status_code.kind() != StatusCodeKind::Provisional
-            {
-                last = Some(r);
-                break;
-            }
-        }
-        let Some(r) = last else { break };
-        let code = u16::from(r.status_code.clone());
-        let challenge = r.headers.iter().find_map(|h| match h {
-            Header::WwwAuthenticate(v) if code == 401 => Some((v.value().to_string(), false)),
-            Header::ProxyAuthenticate(v) if code == 407 => Some((v.value().to_string(), true)),
-            _ => None,
-        });
-        match (challenge, &trunk.credentials, cseq) {
-            (Some((challenge, proxy)), Some((user, password)), 1) => {
-                let cnonce = format!("{:016x}", sh.salt.fetch_add(1, Ordering::Relaxed));
-                let uri = target.to_string();
-                let Some(value) = crate::digest::answer_challenge(
-                    &challenge, "OPTIONS", &uri, user, password, &cnonce, 1,
-                ) else {
-                    return Ok(code);
-                };
-                authorization = Some(if proxy {
-                    Header::ProxyAuthorization(value.into())
-                } else {
-                    Header::Authorization(value.into())
-                });
-            }
-            _ => return Ok(code),
-        }
-    }
-    Err(rsipstack::Error::Error("no final response".into()))
 }
