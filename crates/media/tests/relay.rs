@@ -322,24 +322,41 @@ fn spawn_outside_a_runtime_is_an_error_not_a_panic() {
     assert_eq!(ports.available(), 2);
 }
 
-/// The relay worker connects a leg's socket to its latched remote; a re-INVITE must open it again, or
-/// the kernel would keep shutting out the remote's new address.
-#[tokio::test]
-async fn a_latched_leg_ignores_others_until_a_reinvite_moves_it() {
-    let ports = PortAllocator::new(LO, 24160..=24167).expect("port range");
-    let (pbx, moved, agent) = (socket().await, socket().await, socket().await);
+/// A bridged relay whose legs' SDP name `pbx` and `agent` (telephone-event 101 and 96): its
+/// handle, its task, and the loopback addresses of leg A's and leg B's RTP ports.
+async fn bridged(
+    ports: &PortAllocator,
+    pbx: SocketAddr,
+    agent: SocketAddr,
+    seed: u64,
+) -> (
+    relay::RelayHandle,
+    tokio::task::JoinHandle<relay::RelayReport>,
+    SocketAddr,
+    SocketAddr,
+) {
     let config = RelayConfig {
-        a: Some(leg(addr_of(&pbx), 101)),
-        b: Some(leg(addr_of(&agent), 96)),
-        seed: 3,
+        a: Some(leg(pbx, 101)),
+        b: Some(leg(agent, 96)),
+        seed,
     };
     let (a, b) = (
         ports.allocate().expect("pair"),
         ports.allocate().expect("pair"),
     );
-    let (a_rtp, b_rtp) = (a.rtp_addr(), b.rtp_addr());
+    let (a_rtp, b_rtp) = (SocketAddr::new(LO, a.port()), SocketAddr::new(LO, b.port()));
     let (handle, task) = relay::spawn(config, a, b).expect("spawn");
     handle.send(Control::Bridge).await.expect("bridge");
+    (handle, task, a_rtp, b_rtp)
+}
+
+/// The relay worker connects a leg's socket to its latched remote; a re-INVITE must open it again,
+/// or the kernel would keep shutting out the remote's new address.
+#[tokio::test]
+async fn a_latched_leg_ignores_others_until_a_reinvite_moves_it() {
+    let ports = PortAllocator::new(LO, 24160..=24167).expect("port range");
+    let (pbx, moved, agent) = (socket().await, socket().await, socket().await);
+    let (handle, task, a_rtp, b_rtp) = bridged(&ports, addr_of(&pbx), addr_of(&agent), 3).await;
     let quiet = Duration::from_millis(300);
 
     // the PBX latches leg A; the agent latches leg B and is heard by the PBX
@@ -381,16 +398,8 @@ async fn a_latched_leg_ignores_others_until_a_reinvite_moves_it() {
 #[tokio::test]
 async fn an_aborted_relay_returns_its_ports() {
     let ports = PortAllocator::new(LO, 24180..=24187).expect("port range");
-    let (a, b) = (
-        ports.allocate().expect("pair"),
-        ports.allocate().expect("pair"),
-    );
-    let config = RelayConfig {
-        a: None,
-        b: None,
-        seed: 4,
-    };
-    let (handle, task) = relay::spawn(config, a, b).expect("spawn");
+    let (pbx, agent) = (socket().await, socket().await);
+    let (handle, task, _, _) = bridged(&ports, addr_of(&pbx), addr_of(&agent), 4).await;
     handle.report().await.expect("running");
     task.abort();
     assert!(task.await.is_err_and(|e| e.is_cancelled()));
@@ -409,28 +418,15 @@ async fn a_relay_bound_to_every_interface_keeps_hearing_every_local_address() {
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let ports = PortAllocator::new(any, 24140..=24147).expect("port range");
     let (pbx, agent) = (socket().await, socket().await);
-    let config = RelayConfig {
-        a: Some(leg(addr_of(&pbx), 101)),
-        b: Some(leg(addr_of(&agent), 96)),
-        seed: 5,
-    };
-    let (a, b) = (
-        ports.allocate().expect("pair"),
-        ports.allocate().expect("pair"),
-    );
-    let (a_port, b_rtp) = (a.port(), SocketAddr::new(LO, b.port()));
-    let (handle, task) = relay::spawn(config, a, b).expect("spawn");
-    handle.send(Control::Bridge).await.expect("bridge");
+    let (handle, task, a_rtp, b_rtp) = bridged(&ports, addr_of(&pbx), addr_of(&agent), 5).await;
     let quiet = Duration::from_millis(300);
 
-    pbx.send_to(&packet(0, 0, 1), SocketAddr::new(LO, a_port))
-        .await
-        .expect("send");
+    pbx.send_to(&packet(0, 0, 1), a_rtp).await.expect("send");
     assert_eq!(receive(&agent, 1, quiet).await.len(), 1);
     agent.send_to(&packet(0, 0, 2), b_rtp).await.expect("send");
     assert_eq!(receive(&pbx, 1, quiet).await.len(), 1);
     // the same remote, to another of the host's addresses
-    let other = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), a_port);
+    let other = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), a_rtp.port());
     pbx.send_to(&packet(0, 1, 1), other).await.expect("send");
     assert_eq!(receive(&agent, 1, quiet).await.len(), 1);
 
