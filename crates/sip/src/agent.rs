@@ -1,25 +1,33 @@
-//! The operator legs: an INVITE to a registered softphone, its progress back to the
-//! runtime, CANCEL and BYE.
+//! The operator legs: INVITEs to a registered operator's softphones, their progress back to
+//! the runtime, CANCEL and BYE.
+//!
+//! ## Forking to every device
+//! An operator registered from several devices (bindings; see `registrar`) is called on all
+//! of them at once, as Asterisk's PJSIP rings every contact of an AOR: one INVITE per
+//! device, each a branch of the leg (`fork` runs them and picks the outcome). The branches
+//! share the Call-ID, the From tag and the CSeq and differ in their Via branch and
+//! Request-URI, as the branches of a forking proxy do (RFC 3261 §16.6); the device that
+//! answers first fixes the dialog (its To tag), so in-dialog requests from it match the leg
+//! (`legs::match_dialog`) and those of the others do not. Bindings reached at the same
+//! place (same transport and source address: one socket behind one NAT mapping, so one
+//! device) get one INVITE, to the most recent of them. With one binding, the leg is one
+//! INVITE exactly as before forking.
 //!
 //! ## Reaching a phone behind NAT
-//! An operator is called at the binding registered or refreshed most recently (the device
-//! the operator used last); forking to every binding is left for later. The INVITE's
-//! Request-URI is the binding's Contact, but it is sent where the REGISTER really came
-//! from: over TCP on the very connection the phone registered on (a phone behind NAT
-//! cannot accept a new one; if it closed, the leg is unreachable at once), over UDP from
-//! the socket the REGISTER reached, to its source address. CANCEL and BYE take the same
-//! way. rsipstack sends the ACK of a `2xx` itself, to the `2xx`'s Contact: [`NatContacts`]
-//! rewrites that Contact to the response's source address first (over UDP), as Asterisk's
-//! `rewrite_contact` does.
+//! Each INVITE's Request-URI is the binding's Contact, but it is sent where the REGISTER
+//! really came from: over TCP on the very connection the phone registered on (a phone
+//! behind NAT cannot accept a new one; if it closed, that binding is skipped, and a leg
+//! left with no branch is unreachable at once), over UDP from the socket the REGISTER
+//! reached, to its source address. CANCEL and BYE take the same way. rsipstack sends the
+//! ACK of a `2xx` itself, to the `2xx`'s Contact: [`NatContacts`] rewrites that Contact to
+//! the response's source address first (over UDP), as Asterisk's `rewrite_contact` does.
 
 use crate::edge::{Shared, lock};
-use crate::legs::{EdgeEvent, LegRef, Party, Slot, transact};
-use crate::registrar::{FlowId, Transport};
+use crate::legs::{EdgeEvent, LegRef, Party, transact};
+use crate::registrar::{Binding, FlowId, Transport};
 use crate::sipmsg::{self, DialogPath, Final};
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{
-    Header, Method, Param, Request, Response, SipMessage, StatusCodeKind, Uri, typed,
-};
+use rsipstack::sip::{Header, Method, Param, Request, SipMessage, StatusCodeKind, Uri, typed};
 use rsipstack::transaction::endpoint::MessageInspector;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::make_tag;
@@ -27,7 +35,7 @@ use rsipstack::transaction::transaction::{Transaction, TransactionEventSender};
 use rsipstack::transport::{SipAddr, SipConnection};
 use std::sync::Arc;
 
-/// Where an operator leg stands.
+/// Where an operator leg, or one branch of it, stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum LegPhase {
     /// INVITE sent, nothing back.
@@ -40,7 +48,7 @@ pub(crate) enum LegPhase {
     Confirmed,
 }
 
-/// CANCEL of an unanswered leg.
+/// CANCEL of an unanswered branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cancel {
     No,
@@ -49,30 +57,52 @@ pub(crate) enum Cancel {
     Sent,
 }
 
-/// A live operator leg.
-pub(crate) struct AgentLeg {
-    pub call_id: String,
+/// One INVITE of a leg (one device), and its client transaction.
+pub(crate) struct Branch {
+    pub invite: Request,
+    /// Our Contact (it names the listener the branch goes out on).
+    pub contact: String,
+    pub tu: TransactionEventSender,
+    pub key: TransactionKey,
+    pub conn: SipConnection,
+    pub dest: SipAddr,
+    /// The TCP connection (flow) the branch rides on.
+    pub flow: Option<FlowId>,
     pub phase: LegPhase,
     pub cancel: Cancel,
-    pub invite: Request,
+    /// Its final outcome, once it failed (set by `fork` only).
+    pub failed: Option<Final>,
+}
+
+/// A live operator leg (also an outbound leg towards a trunk, with one branch).
+pub(crate) struct AgentLeg {
+    pub call_id: String,
+    /// How far the leg got: the furthest of its branches.
+    pub phase: LegPhase,
     /// Our From tag.
     pub local_tag: String,
     /// The phone's To tag, from its `2xx`.
     pub remote_tag: Option<String>,
     /// The phone's To value (with tag), Contact and route set, from its `2xx`.
     pub remote: Option<(String, Uri, Vec<String>)>,
-    /// Our Contact.
-    pub contact: String,
-    pub tu: TransactionEventSender,
-    pub key: TransactionKey,
-    pub conn: SipConnection,
-    pub dest: SipAddr,
-    /// The TCP connection (flow) the leg rides on.
-    pub flow: Option<FlowId>,
+    /// Never empty (built with one or more branches).
+    pub branches: Vec<Branch>,
+    /// The branch whose device answered (`0` until one did).
+    pub answered: usize,
     /// Our SDP offer, repeated to a re-INVITE.
     pub local_sdp: Vec<u8>,
     /// The CSeq of our last request in the dialog (the INVITE's, then NOTIFY, BYE).
     pub local_cseq: u32,
+}
+
+impl AgentLeg {
+    /// The branch the dialog is on: the answered one (the first, before an answer).
+    pub(crate) fn dialog(&self) -> &Branch {
+        self.branches
+            .get(self.answered)
+            .or(self.branches.first())
+            .expect("a leg is built with at least one branch and never loses one")
+    }
 }
 
 impl std::fmt::Debug for AgentLeg {
@@ -80,14 +110,14 @@ impl std::fmt::Debug for AgentLeg {
         f.debug_struct("AgentLeg")
             .field("call_id", &self.call_id)
             .field("phase", &self.phase)
-            .field("cancel", &self.cancel)
-            .field("dest", &self.dest)
+            .field("branches", &self.branches.len())
+            .field("dest", &self.dialog().dest)
             .finish_non_exhaustive()
     }
 }
 
-/// INVITEs operator `user` on leg `leg`; progress comes back as `Leg*` events
-/// (`LegUnreachable` at once when `user` has no usable registration).
+/// INVITEs operator `user` on leg `leg` at each of its devices; progress comes back as
+/// `Leg*` events (`LegUnreachable` at once when `user` has no usable registration).
 pub(crate) fn invite(sh: &Arc<Shared>, leg: u64, user: &str, sdp: Vec<u8>, caller: &str) {
     if sh.calls.lock().legs.contains_key(&leg) {
         tracing::warn!(leg, "invite_agent for a leg that is already live: ignored");
@@ -95,8 +125,13 @@ pub(crate) fn invite(sh: &Arc<Shared>, leg: u64, user: &str, sdp: Vec<u8>, calle
     }
     let sh = sh.clone();
     match prepare(&sh, leg, user, sdp, caller) {
-        Ok(tx) => {
-            tokio::spawn(run(tx, sh, leg));
+        Ok(txs) => {
+            if txs.len() > 1 {
+                tracing::debug!(leg, user, branches = txs.len(), "operator leg forked");
+            }
+            for (i, tx) in txs.into_iter().enumerate() {
+                tokio::spawn(crate::fork::run(tx, sh.clone(), leg, i));
+            }
         }
         Err(why) => {
             tracing::info!(leg, user, why, "operator unreachable");
@@ -108,45 +143,61 @@ pub(crate) fn invite(sh: &Arc<Shared>, leg: u64, user: &str, sdp: Vec<u8>, calle
     }
 }
 
-/// Builds the INVITE and its transaction, and registers the leg.
-fn prepare(
+/// The bindings to call, most recent first, one per place they were registered from.
+fn devices(bindings: &[Binding]) -> Vec<Binding> {
+    let mut all = bindings.to_vec();
+    all.sort_by_key(|b| std::cmp::Reverse(b.updated));
+    let mut out: Vec<Binding> = Vec::with_capacity(all.len());
+    for b in all {
+        if !out
+            .iter()
+            .any(|o| o.transport == b.transport && o.source == b.source && o.flow == b.flow)
+        {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The connection, destination and flow to reach `binding` on.
+fn route(
     sh: &Shared,
-    leg: u64,
-    user: &str,
-    sdp: Vec<u8>,
-    caller: &str,
-) -> Result<Transaction, &'static str> {
-    let binding = lock(&sh.registrar)
-        .lookup(user)
-        .iter()
-        .max_by_key(|b| b.updated)
-        .cloned()
-        .ok_or("not registered")?;
-    let (conn, dest, flow) = match binding.transport {
+    binding: &Binding,
+) -> Result<(SipConnection, SipAddr, Option<FlowId>), &'static str> {
+    match binding.transport {
         Transport::Tcp => {
             let conn = lock(&sh.flows)
                 .get(&binding.flow)
                 .cloned()
                 .ok_or("its connection closed")?;
             let dest = conn.get_remote_addr().cloned().ok_or("no remote address")?;
-            (conn, dest, Some(binding.flow))
+            Ok((conn, dest, Some(binding.flow)))
         }
         Transport::Udp => {
             let conn = sh
                 .udp_listener(binding.local, binding.source.is_ipv6())
                 .ok_or("no UDP listener")?;
             let dest = SipAddr::new(rsipstack::sip::Transport::Udp, binding.source.into());
-            (conn, dest, None)
+            Ok((conn, dest, None))
         }
-    };
+    }
+}
+
+/// Builds one INVITE per device and their transactions, and registers the leg.
+fn prepare(
+    sh: &Shared,
+    leg: u64,
+    user: &str,
+    sdp: Vec<u8>,
+    caller: &str,
+) -> Result<Vec<Transaction>, &'static str> {
+    let bindings = devices(lock(&sh.registrar).lookup(user));
+    if bindings.is_empty() {
+        return Err("not registered");
+    }
     let domain = &sh.settings.domain;
-    let target = Uri::try_from(binding.uri.as_str()).map_err(|_| "bad Contact")?;
     let from_uri = sipmsg::user_uri(caller, domain).ok_or("bad domain")?;
     let to_uri = sipmsg::user_uri(user, domain).ok_or("bad domain")?;
-    let via = sh
-        .endpoint
-        .get_via(Some(conn.get_addr().clone()), None)
-        .map_err(|_| "no Via")?;
     let local_tag = make_tag().to_string();
     let from = typed::From {
         display_name: None,
@@ -158,159 +209,118 @@ fn prepare(
         uri: to_uri,
         params: vec![],
     };
-    let contact = sipmsg::our_contact(conn.get_addr());
-    let mut req = sh
-        .endpoint
-        .make_request(Method::Invite, target, via, from, to, 1, None);
-    req.headers.push(Header::Contact(contact.clone().into()));
-    req.headers.push(Header::Allow(crate::ALLOW.into()));
-    req.headers.push(Header::ContentType(sipmsg::SDP.into()));
-    req.headers
-        .push(Header::ContentLength((sdp.len() as u32).into()));
-    req.body = sdp.clone();
-    let call_id = req
-        .call_id_header()
+    let mut call_id = None;
+    let mut txs = Vec::with_capacity(bindings.len());
+    let mut branches = Vec::with_capacity(bindings.len());
+    let mut why = "no usable binding";
+    for binding in &bindings {
+        let built = route(sh, binding).and_then(|(conn, dest, flow)| {
+            let target = Uri::try_from(binding.uri.as_str()).map_err(|_| "bad Contact")?;
+            let via = sh
+                .endpoint
+                .get_via(Some(conn.get_addr().clone()), None)
+                .map_err(|_| "no Via")?;
+            let contact = sipmsg::our_contact(conn.get_addr());
+            let mut req = sh.endpoint.make_request(
+                Method::Invite,
+                target,
+                via,
+                from.clone(),
+                to.clone(),
+                1,
+                call_id.clone(),
+            );
+            req.headers.push(Header::Contact(contact.clone().into()));
+            req.headers.push(Header::Allow(crate::ALLOW.into()));
+            req.headers.push(Header::ContentType(sipmsg::SDP.into()));
+            req.headers
+                .push(Header::ContentLength((sdp.len() as u32).into()));
+            req.body = sdp.clone();
+            let key = TransactionKey::from_request(&req, TransactionRole::Client)
+                .map_err(|_| "no key")?;
+            let mut tx = Transaction::new_client(
+                key.clone(),
+                req.clone(),
+                sh.endpoint.clone(),
+                Some(conn.clone()),
+            );
+            tx.destination = Some(dest.clone());
+            let branch = Branch {
+                invite: req,
+                contact,
+                tu: tx.tu_sender.clone(),
+                key,
+                conn,
+                dest,
+                flow,
+                phase: LegPhase::Calling,
+                cancel: Cancel::No,
+                failed: None,
+            };
+            Ok((tx, branch))
+        });
+        match built {
+            Ok((tx, branch)) => {
+                call_id = branch.invite.call_id_header().ok().cloned();
+                txs.push(tx);
+                branches.push(branch);
+            }
+            Err(e) => {
+                tracing::debug!(leg, user, why = e, "binding skipped");
+                why = e;
+            }
+        }
+    }
+    let call_id = call_id
         .map(|c| c.value().to_string())
-        .map_err(|_| "no Call-ID")?;
-    let key = TransactionKey::from_request(&req, TransactionRole::Client).map_err(|_| "no key")?;
-    let mut tx = Transaction::new_client(
-        key.clone(),
-        req.clone(),
-        sh.endpoint.clone(),
-        Some(conn.clone()),
-    );
-    tx.destination = Some(dest.clone());
+        .ok_or(if branches.is_empty() {
+            why
+        } else {
+            "no Call-ID"
+        })?;
     let record = AgentLeg {
         call_id: call_id.clone(),
         phase: LegPhase::Calling,
-        cancel: Cancel::No,
-        invite: req,
         local_tag,
         remote_tag: None,
         remote: None,
-        contact,
-        tu: tx.tu_sender.clone(),
-        key,
-        conn,
-        dest,
-        flow,
+        branches,
+        answered: 0,
         local_sdp: sdp,
         local_cseq: 1,
     };
     let mut reg = sh.calls.lock();
     reg.legs.insert(leg, record);
     reg.by_call_id.insert(call_id, Party::Agent(leg));
-    Ok(tx)
+    Ok(txs)
 }
 
-/// Sends the INVITE and reports its progress until the transaction ends. Each event is
-/// sent under the registry lock with the state change it reports (see [`Slot`]).
-async fn run(mut tx: Transaction, sh: Arc<Shared>, leg: u64) {
-    if let Err(e) = tx.send().await {
-        tracing::warn!(leg, error = %e, "cannot send the INVITE");
-    }
-    let mut finished = false;
-    while let Some(msg) = tx.receive().await {
-        let SipMessage::Response(resp) = msg else {
-            continue;
-        };
-        match resp.status_code.kind() {
-            StatusCodeKind::Provisional => {
-                let slot = sh.events.slot().await;
-                if let Some((req, conn, dest)) = progress(&sh, leg, &resp, slot) {
-                    spawn_transact(&sh, req, conn, dest, "CANCEL");
-                }
-            }
-            StatusCodeKind::Successful => {
-                finished = true;
-                let slot = sh.events.slot().await;
-                answered(&sh, leg, &resp, slot);
-            }
-            _ if finished => {}
-            _ => {
-                finished = true;
-                let status = resp.status_code.code();
-                tracing::debug!(leg, status, "operator leg failed");
-                let ev = match sipmsg::classify(status) {
-                    Final::Refused(status) => EdgeEvent::LegRefused {
-                        leg: LegRef(leg),
-                        status,
-                    },
-                    _ => EdgeEvent::LegUnreachable { leg: LegRef(leg) },
-                };
-                let slot = sh.events.slot().await;
-                if sh.calls.lock().remove_leg(leg).is_some() {
-                    slot.put(ev);
-                }
-            }
+/// A request to send, the connection to send it on and its destination.
+pub(crate) type Outgoing = (Request, SipConnection, SipAddr);
+
+/// The CANCEL of branch `b`.
+pub(crate) fn cancel_request(sh: &Shared, b: &Branch) -> Option<Outgoing> {
+    let req = sipmsg::cancel_of(&b.invite, &sh.settings.user_agent)?;
+    Some((req, b.conn.clone(), b.dest.clone()))
+}
+
+/// Marks branch `b` cancelled: at once when it had a provisional response (returned), else
+/// with its first one.
+pub(crate) fn cancel_branch(sh: &Shared, b: &mut Branch) -> Option<Outgoing> {
+    match (b.phase, b.cancel) {
+        (LegPhase::Calling, Cancel::No) => {
+            b.cancel = Cancel::Wanted;
+            None
         }
-    }
-    if !finished {
-        let slot = sh.events.slot().await;
-        if sh.calls.lock().remove_leg(leg).is_some() {
-            tracing::debug!(leg, "operator INVITE ended without a final response");
-            slot.put(EdgeEvent::LegUnreachable { leg: LegRef(leg) });
+        (LegPhase::Proceeding | LegPhase::Early, Cancel::No | Cancel::Wanted) => {
+            b.cancel = Cancel::Sent;
+            cancel_request(sh, b)
         }
+        _ => None,
     }
 }
 
-type Outgoing = (Request, SipConnection, SipAddr);
-
-/// Records a provisional response: the first ringing (`18x`) is reported; returns the
-/// CANCEL that was waiting for a provisional response.
-pub(crate) fn progress(sh: &Shared, leg: u64, resp: &Response, slot: Slot<'_>) -> Option<Outgoing> {
-    let phase = if resp.status_code.code() == 100 {
-        LegPhase::Proceeding
-    } else {
-        LegPhase::Early
-    };
-    let mut reg = sh.calls.lock();
-    let l = reg.legs.get_mut(&leg)?;
-    if phase == LegPhase::Early && l.phase < LegPhase::Early {
-        slot.put(EdgeEvent::LegRinging { leg: LegRef(leg) });
-    }
-    if l.phase < phase {
-        l.phase = phase;
-    }
-    if l.cancel == Cancel::Wanted {
-        l.cancel = Cancel::Sent;
-        return cancel_request(sh, l);
-    }
-    None
-}
-
-/// Records a `2xx` (not a retransmission): the dialog is confirmed and reported with the
-/// operator's SDP.
-pub(crate) fn answered(sh: &Shared, leg: u64, resp: &Response, slot: Slot<'_>) {
-    let mut reg = sh.calls.lock();
-    let Some(l) = reg.legs.get_mut(&leg) else {
-        return;
-    };
-    if l.phase == LegPhase::Confirmed {
-        return;
-    }
-    l.phase = LegPhase::Confirmed;
-    let to = resp.to_header().ok();
-    l.remote_tag = to
-        .and_then(|t| t.tag().ok().flatten())
-        .map(|t| t.value().to_string());
-    let target = sipmsg::contact_uri(&resp.headers).unwrap_or_else(|| l.invite.uri.clone());
-    let mut route = sipmsg::record_route(&resp.headers);
-    route.reverse();
-    l.remote = to.map(|t| (t.value().to_string(), target, route));
-    let answer = (!resp.body.is_empty()).then(|| resp.body.clone());
-    slot.put(EdgeEvent::LegAnswered {
-        leg: LegRef(leg),
-        answer,
-    });
-}
-
-fn cancel_request(sh: &Shared, l: &AgentLeg) -> Option<Outgoing> {
-    let req = sipmsg::cancel_of(&l.invite, &sh.settings.user_agent)?;
-    Some((req, l.conn.clone(), l.dest.clone()))
-}
-
-fn spawn_transact(
+pub(crate) fn spawn_transact(
     sh: &Shared,
     req: Request,
     conn: SipConnection,
@@ -324,12 +334,12 @@ fn spawn_transact(
     });
 }
 
-/// CANCELs an unanswered leg (at once, or with its first provisional response); the
-/// INVITE's final response (`487`) comes back as `LegRefused`; an outbound leg still
-/// dialing its trunk sends no INVITE and ends the same way (see `outbound`). Nothing for an
-/// answered or unknown leg.
+/// CANCELs an unanswered leg, every branch still pending (at once, or with its first
+/// provisional response); the INVITEs' final responses (`487`) come back as `LegRefused`;
+/// an outbound leg still dialing its trunk sends no INVITE and ends the same way (see
+/// `outbound`). Nothing for an answered or unknown leg.
 pub(crate) fn cancel(sh: &Shared, leg: u64) {
-    let out = {
+    let out: Vec<Outgoing> = {
         let mut reg = sh.calls.lock();
         let Some(l) = reg.legs.get_mut(&leg) else {
             if let Some(cancelled) = reg.dialing.get_mut(&leg) {
@@ -337,24 +347,21 @@ pub(crate) fn cancel(sh: &Shared, leg: u64) {
             }
             return;
         };
-        match (l.phase, l.cancel) {
-            (LegPhase::Calling, Cancel::No) => {
-                l.cancel = Cancel::Wanted;
-                None
-            }
-            (LegPhase::Proceeding | LegPhase::Early, Cancel::No | Cancel::Wanted) => {
-                l.cancel = Cancel::Sent;
-                cancel_request(sh, l)
-            }
-            _ => None,
+        if l.phase == LegPhase::Confirmed {
+            return;
         }
+        l.branches
+            .iter_mut()
+            .filter(|b| b.failed.is_none())
+            .filter_map(|b| cancel_branch(sh, b))
+            .collect()
     };
-    if let Some((req, conn, dest)) = out {
+    for (req, conn, dest) in out {
         spawn_transact(sh, req, conn, dest, "CANCEL");
     }
 }
 
-/// BYE on an answered leg; an unanswered one is cancelled instead.
+/// BYE on an answered leg; an unanswered one is cancelled.
 pub(crate) fn hang_up(sh: &Shared, leg: u64) {
     let bye = {
         let mut reg = sh.calls.lock();
@@ -369,7 +376,8 @@ pub(crate) fn hang_up(sh: &Shared, leg: u64) {
         let Some(l) = reg.remove_leg(leg) else {
             return;
         };
-        bye_request(sh, &l).map(|req| (req, l.conn, l.dest))
+        let d = l.dialog();
+        bye_request(sh, &l).map(|req| (req, d.conn.clone(), d.dest.clone()))
     };
     match bye {
         Some((req, conn, dest)) => spawn_transact(sh, req, conn, dest, "BYE"),
@@ -379,37 +387,48 @@ pub(crate) fn hang_up(sh: &Shared, leg: u64) {
 
 fn bye_request(sh: &Shared, l: &AgentLeg) -> Option<Request> {
     let (remote, target, route) = l.remote.clone()?;
+    let d = l.dialog();
     let path = DialogPath {
         call_id: l.call_id.clone(),
-        local: l.invite.from_header().ok()?.value().to_string(),
+        local: d.invite.from_header().ok()?.value().to_string(),
         remote,
         target,
         route,
     };
+    bye_on(sh, &path, l.local_cseq + 1, &d.conn, &d.contact)
+}
+
+/// A BYE in the dialog `path` with `cseq`, going out on `conn`.
+pub(crate) fn bye_on(
+    sh: &Shared,
+    path: &DialogPath,
+    cseq: u32,
+    conn: &SipConnection,
+    contact: &str,
+) -> Option<Request> {
     let via = sh
         .endpoint
-        .get_via(Some(l.conn.get_addr().clone()), None)
+        .get_via(Some(conn.get_addr().clone()), None)
         .ok()?;
-    let cseq = l.local_cseq + 1;
     Some(sipmsg::in_dialog(
         Method::Bye,
-        &path,
+        path,
         cseq,
         via,
         &sh.settings.user_agent,
-        Some(&l.contact),
+        Some(contact),
         None,
     ))
 }
 
-/// Ends the unanswered legs riding on the TCP connection `flow`, which closed: their
-/// INVITE transactions stop and the legs are reported unreachable.
+/// Ends the unanswered branches riding on the TCP connection `flow`, which closed: their
+/// INVITE transactions stop and the branches count as unreachable.
 pub(crate) fn flow_closed(sh: &Shared, flow: FlowId) {
     let reg = sh.calls.lock();
-    for l in reg.legs.values() {
-        if l.flow == Some(flow) && l.phase != LegPhase::Confirmed {
-            let _ = l.tu.send(
-                rsipstack::transaction::transaction::TransactionEvent::Terminate(l.key.clone()),
+    for b in reg.legs.values().flat_map(|l| &l.branches) {
+        if b.flow == Some(flow) && b.phase != LegPhase::Confirmed {
+            let _ = b.tu.send(
+                rsipstack::transaction::transaction::TransactionEvent::Terminate(b.key.clone()),
             );
         }
     }

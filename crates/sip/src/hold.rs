@@ -88,7 +88,7 @@ pub(crate) async fn reinvite(tx: &mut Transaction, sh: &Shared) -> Option<rsipst
                 .legs
                 .get(&id)
                 .filter(|l| l.phase == LegPhase::Confirmed)
-                .map(|l| (l.local_sdp.clone(), l.contact.clone())),
+                .map(|l| (l.local_sdp.clone(), l.dialog().contact.clone())),
         };
         let refusal = match (&confirmed, held) {
             (None, _) => Some(491),

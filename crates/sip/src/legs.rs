@@ -72,10 +72,12 @@ pub enum EdgeEvent {
         answer: Option<Vec<u8>>,
     },
     /// The phone refused with this final status (`486`, `603`, ...; `487` after our
-    /// CANCEL).
+    /// CANCEL). For an operator on several devices: every device failed and one at least
+    /// refused; the status is the one `fork::preferred` picks (a `6xx` decline first, then
+    /// `486`).
     LegRefused { leg: LegRef, status: u16 },
     /// The operator could not be reached: no registration, a closed connection, no
-    /// response (`408`), or `503`.
+    /// response (`408`), or `503` (on every device).
     LegUnreachable { leg: LegRef },
     /// The operator hung up an answered leg (its BYE answered `200`).
     LegHungUp { leg: LegRef },
@@ -247,11 +249,13 @@ impl SipEdge {
         pbx::hang_up(&self.shared, call.0);
     }
 
-    /// INVITEs operator `user` with `sdp` on leg `leg`: one INVITE, to the binding
-    /// registered or refreshed most recently, sent to the address it registered from and,
-    /// over TCP, on the connection it registered on. From is `caller@domain`. Progress
-    /// comes back as `LegRinging`, `LegAnswered`, `LegRefused` or `LegUnreachable` (at once
-    /// when `user` is not registered).
+    /// INVITEs operator `user` with `sdp` on leg `leg`: one INVITE per device the operator
+    /// registered from (forking, see `agent` and `fork`), each sent to the address it
+    /// registered from and, over TCP, on the connection it registered on. From is
+    /// `caller@domain`. Progress comes back as one `LegRinging` (the first device ringing),
+    /// `LegAnswered` (the first device answering; the others are cancelled), or, once every
+    /// device failed, `LegRefused` or `LegUnreachable` (at once when `user` is not
+    /// registered).
     pub async fn invite_agent(&self, leg: LegRef, user: &str, sdp: Vec<u8>, caller: &str) {
         agent::invite(&self.shared, leg.0, user, sdp, caller);
     }
@@ -274,9 +278,9 @@ impl SipEdge {
         crate::outbound::invite(&self.shared, leg.0, trunk, number, from, sdp);
     }
 
-    /// CANCELs an unanswered operator leg: the `487` comes back as `LegRefused`. If the
-    /// operator's `200` crossed the CANCEL, `LegAnswered` comes instead: send
-    /// [`SipEdge::bye_agent`].
+    /// CANCELs an unanswered operator leg (every device still ringing): the `487` comes back
+    /// as `LegRefused`. If an operator's `200` crossed the CANCEL, `LegAnswered` comes
+    /// instead: send [`SipEdge::bye_agent`].
     pub async fn cancel_agent(&self, leg: LegRef) {
         agent::cancel(&self.shared, leg.0);
     }
@@ -357,8 +361,8 @@ impl Calls {
         for c in reg.pbx.values() {
             let _ = c.tu.send(TransactionEvent::Terminate(c.key.clone()));
         }
-        for l in reg.legs.values() {
-            let _ = l.tu.send(TransactionEvent::Terminate(l.key.clone()));
+        for b in reg.legs.values().flat_map(|l| &l.branches) {
+            let _ = b.tu.send(TransactionEvent::Terminate(b.key.clone()));
         }
     }
 }
@@ -429,7 +433,7 @@ pub(crate) async fn in_dialog(tx: &mut Transaction, sh: &Shared) -> Option<rsips
                         .legs
                         .get(&id)
                         .filter(|l| l.phase == LegPhase::Confirmed)
-                        .map(|l| (l.local_sdp.clone(), l.contact.clone())),
+                        .map(|l| (l.local_sdp.clone(), l.dialog().contact.clone())),
                 };
                 let ua = &sh.settings.user_agent;
                 match confirmed {

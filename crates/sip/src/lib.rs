@@ -25,7 +25,8 @@
 //! route set, remote target) over rsipstack transactions; rsipstack's dialog layer is not
 //! used, because it routes a dialog's requests over UDP (the 2xx ACK, CANCEL, BYE) by the
 //! peer's Contact, which a phone behind NAT cannot receive. Operators are reached where
-//! they registered from (`agent` explains how), the PBX over the flow its INVITE came on.
+//! they registered from, on every device at once (`agent` explains how, `fork` how the
+//! devices' answers make one outcome), the PBX over the flow its INVITE came on.
 //! Legs placed towards a trunk's PBX (`outbound`) go over UDP or, for a TCP trunk, over a
 //! connection homeline opens to the PBX and reuses.
 //! A re-INVITE from either side (hold, resume) is answered `200` with our last SDP and
@@ -38,6 +39,7 @@
 mod agent;
 pub mod digest;
 mod edge;
+mod fork;
 mod guard;
 mod hold;
 mod info;

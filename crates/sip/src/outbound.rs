@@ -41,9 +41,10 @@
 //! `183 Session Progress` is reported as ringing, like `180`; an SDP in it (early media) is
 //! not passed on: the runtime gets the PBX's SDP with the `2xx` only.
 
-use crate::agent::{self, AgentLeg, Cancel, LegPhase};
+use crate::agent::{AgentLeg, Branch, Cancel, LegPhase};
 use crate::edge::Shared;
 use crate::edge::{flow_id, flow_key};
+use crate::fork::{self, Progress};
 use crate::legs::{EdgeEvent, LegRef, Party};
 use crate::registrar::FlowId;
 use crate::sipmsg;
@@ -289,13 +290,15 @@ fn start(
     let mut reg = sh.calls.lock();
     if cseq > 1 {
         let l = reg.legs.get_mut(&leg)?;
-        if l.cancel != Cancel::No {
+        let b = l.branches.first_mut()?;
+        if b.cancel != Cancel::No {
             return None;
         }
-        l.invite = req;
+        b.invite = req;
+        b.phase = LegPhase::Calling;
+        b.tu = tx.tu_sender.clone();
+        b.key = key;
         l.phase = LegPhase::Calling;
-        l.tu = tx.tu_sender.clone();
-        l.key = key;
         l.local_cseq = cseq;
         return Some(tx);
     }
@@ -303,20 +306,26 @@ fn start(
         return None;
     }
     reg.dialing.remove(&leg);
-    let record = AgentLeg {
-        call_id: call_id.clone(),
-        phase: LegPhase::Calling,
-        cancel: Cancel::No,
+    let branch = Branch {
         invite: req,
-        local_tag,
-        remote_tag: None,
-        remote: None,
         contact: path.contact.clone(),
         tu: tx.tu_sender.clone(),
         key,
         conn: path.conn.clone(),
         dest: path.dest.clone(),
         flow: path.flow,
+        phase: LegPhase::Calling,
+        cancel: Cancel::No,
+        failed: None,
+    };
+    let record = AgentLeg {
+        call_id: call_id.clone(),
+        phase: LegPhase::Calling,
+        local_tag,
+        remote_tag: None,
+        remote: None,
+        branches: vec![branch],
+        answered: 0,
         local_sdp: p.sdp.clone(),
         local_cseq: cseq,
     };
@@ -373,13 +382,15 @@ async fn run(p: Plan, sh: Arc<Shared>, leg: u64) {
             match resp.status_code.kind() {
                 StatusCodeKind::Provisional => {
                     let slot = sh.events.slot().await;
-                    if let Some((req, conn, dest)) = agent::progress(&sh, leg, &resp, slot) {
+                    if let Progress::Cancel(out) = fork::progress(&sh, leg, 0, &resp, slot) {
+                        let (req, conn, dest) = *out;
                         tokio::spawn(crate::legs::transact(sh.endpoint.clone(), req, conn, dest));
                     }
                 }
                 StatusCodeKind::Successful => {
                     let slot = sh.events.slot().await;
-                    agent::answered(&sh, leg, &resp, slot);
+                    // One branch: a retransmission or a leg already gone changes nothing.
+                    let _ = fork::answered(&sh, leg, 0, &resp, slot);
                     last = Some(resp);
                 }
                 _ if last.is_some() => {}

@@ -223,10 +223,12 @@ async fn notify(sh: &Shared, leg: u64, status: u16) {
         let Some((remote, target, route)) = l.remote.clone() else {
             return;
         };
-        let Some(local) = l.invite.from_header().ok().map(|f| f.value().to_string()) else {
+        let d = l.dialog();
+        let (conn, dest, contact) = (d.conn.clone(), d.dest.clone(), d.contact.clone());
+        let Some(local) = d.invite.from_header().ok().map(|f| f.value().to_string()) else {
             return;
         };
-        let Ok(via) = sh.endpoint.get_via(Some(l.conn.get_addr().clone()), None) else {
+        let Ok(via) = sh.endpoint.get_via(Some(conn.get_addr().clone()), None) else {
             return;
         };
         let path = DialogPath {
@@ -243,7 +245,7 @@ async fn notify(sh: &Shared, leg: u64, status: u16) {
             l.local_cseq,
             via,
             &sh.settings.user_agent,
-            Some(&l.contact),
+            Some(&contact),
             None,
         );
         let body = format!("SIP/2.0 {status} {}\r\n", StatusCode::from(status).text()).into_bytes();
@@ -261,7 +263,7 @@ async fn notify(sh: &Shared, leg: u64, status: u16) {
         req.headers
             .push(Header::ContentLength((body.len() as u32).into()));
         req.body = body;
-        (req, l.conn.clone(), l.dest.clone())
+        (req, conn, dest)
     };
     let (req, conn, dest) = out;
     let answer = transact(sh.endpoint.clone(), req, conn, dest).await;

@@ -227,6 +227,14 @@ pub(crate) fn tags(req: &Request) -> (Option<String>, Option<String>) {
     (from, to)
 }
 
+/// The To tag of a response.
+pub(crate) fn to_tag(resp: &Response) -> Option<String> {
+    resp.to_header()
+        .ok()
+        .and_then(|t| t.tag().ok().flatten())
+        .map(|t| t.value().to_string())
+}
+
 /// The caller's user part (From), percent-decoded; `anonymous` when there is none.
 pub(crate) fn caller_user(req: &Request) -> String {
     let user = req

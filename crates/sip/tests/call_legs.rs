@@ -2,7 +2,10 @@
 //! scenarios from `tests/sipp/pbx_*.xml`, from 127.0.0.1, the trunk's network) and as an
 //! operator's softphone (`operator_register.xml`: REGISTER with MD5 digest from 127.0.0.2,
 //! then the out-of-call scenario given with `-oocsf` answers the edge's INVITE). The test
-//! plays the runtime: it reads the edge's events and calls the edge back.
+//! plays the runtime: it reads the edge's events and calls the edge back. The forking tests
+//! register a second device of the same operator (`operator_register_device.xml`, from
+//! 127.0.0.3, with a Contact of its own) and check that the leg rings both and ends in one
+//! outcome.
 //!
 //! Each test stays under 20 s: SIPp runs with `-timeout`, every wait has its own limit, and
 //! every SIPp is killed when the test ends, failing or not. SIPp's traces are kept in
@@ -166,6 +169,51 @@ impl Harness {
                 "-s", "alice", "-au", "alice", "-ap", PASSWORD, "-d", "5000", "-oocsf", answer,
             ],
         )
+    }
+
+    /// A second device of `alice` on `ip` (its own Contact), answering with `answer` (a
+    /// scenario of `tests/sipp/`), with `extra` arguments.
+    fn device(
+        &self,
+        dir: &Path,
+        name: &str,
+        answer: &str,
+        ip: &str,
+        tcp: bool,
+        extra: &[&str],
+    ) -> Sipp {
+        let answer = scenario(answer);
+        let answer = answer.to_string_lossy();
+        let mut args = vec![
+            "-s", "alice", "-au", "alice", "-ap", PASSWORD, "-d", "5000", "-oocsf", &answer,
+        ];
+        args.extend_from_slice(extra);
+        Sipp::start(
+            dir,
+            name,
+            "operator_register_device.xml",
+            self.port,
+            ip,
+            tcp,
+            &args,
+        )
+    }
+
+    /// Waits until `n` bindings are registered.
+    async fn bindings(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.edge.bindings() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} bindings, not {n}",
+                self.edge.bindings()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn count(&mut self, want: impl Fn(&EdgeEvent) -> bool) -> usize {
+        self.drain().iter().filter(|e| want(e)).count()
     }
 
     fn pbx(&self, dir: &Path, name: &str, scenario_file: &str) -> Sipp {
@@ -367,6 +415,188 @@ async fn an_operator_hanging_up_ends_the_pbx_call_after_a_pbx_hold() {
     assert!(
         !log.iter().any(|e| matches!(e, EdgeEvent::PbxGone { .. })),
         "the PBX did not hang up: {log:#?}"
+    );
+}
+
+const SECOND_DEVICE_IP: &str = "127.0.0.3";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_leg_is_answered_by_one_device_and_the_other_is_cancelled() {
+    let _serial = serial().await;
+    let dir = test_dir("fork_answer_cancel");
+    let mut h = Harness::start(Play::Bridge, "alice").await;
+    let answer = scenario("operator_answer.xml");
+    let mut desk = h.operator(&dir, "desk", &answer.to_string_lossy(), false);
+    // The second device rings until cancelled, registered over TCP.
+    let mut mobile = h.device(
+        &dir,
+        "mobile",
+        "operator_ring_cancel.xml",
+        SECOND_DEVICE_IP,
+        true,
+        &[],
+    );
+    h.bindings(2).await;
+    let mut pbx = h.pbx(&dir, "pbx", "pbx_call.xml");
+    let answered = h
+        .expect("LegAnswered", |e| {
+            matches!(e, EdgeEvent::LegAnswered { .. })
+        })
+        .await;
+    assert!(
+        matches!(&answered, EdgeEvent::LegAnswered { answer: Some(sdp), .. } if sdp.windows(10).any(|w| w == b"o=operator")),
+        "the answering device's SDP: {answered:?}"
+    );
+    h.expect("PbxGone", |e| matches!(e, EdgeEvent::PbxGone { .. }))
+        .await;
+    pbx.expect_success(WAIT, h.drain()).await;
+    desk.expect_success(WAIT, h.drain()).await;
+    mobile.expect_success(WAIT, h.drain()).await;
+    mobile.expect_out_of_call_success(
+        &[
+            "INVITE sip:desk@127.0.0.3",
+            "SIP/2.0 180 Ringing",
+            "CANCEL sip:desk@",
+            "SIP/2.0 487",
+            "ACK sip:desk@",
+        ],
+        h.drain(),
+    );
+    desk.expect_out_of_call_success(
+        &[
+            "INVITE sip:desk@192.0.2.10:5062",
+            "SIP/2.0 200 OK",
+            "ACK sip:desk@",
+            "BYE sip:desk@",
+            "SIP/2.0 200 OK",
+        ],
+        h.drain(),
+    );
+    assert_eq!(h.count(|e| matches!(e, EdgeEvent::Registered { .. })), 1);
+    assert_eq!(
+        h.count(|e| matches!(e, EdgeEvent::LegRinging { .. })),
+        1,
+        "{:#?}",
+        h.log
+    );
+    assert_eq!(
+        h.count(|e| matches!(e, EdgeEvent::LegAnswered { .. })),
+        1,
+        "{:#?}",
+        h.log
+    );
+    assert_eq!(
+        h.count(|e| matches!(
+            e,
+            EdgeEvent::LegRefused { .. }
+                | EdgeEvent::LegUnreachable { .. }
+                | EdgeEvent::LegHungUp { .. }
+        )),
+        0,
+        "{:#?}",
+        h.log
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_leg_refused_by_every_device_reports_the_decline() {
+    let _serial = serial().await;
+    let dir = test_dir("fork_refused");
+    let mut h = Harness::start(Play::RefuseWhenUnreachable, "alice").await;
+    let mut busy = h.device(&dir, "busy", "operator_busy.xml", OPERATOR_IP, false, &[]);
+    let mut decline = h.device(
+        &dir,
+        "decline",
+        "operator_decline.xml",
+        SECOND_DEVICE_IP,
+        false,
+        &[],
+    );
+    h.bindings(2).await;
+    let mut pbx = h.pbx(&dir, "pbx", "pbx_refused.xml");
+    let refused = h
+        .expect("LegRefused", |e| matches!(e, EdgeEvent::LegRefused { .. }))
+        .await;
+    assert!(
+        matches!(refused, EdgeEvent::LegRefused { status: 603, .. }),
+        "a decline beats busy: {refused:?}"
+    );
+    pbx.expect_success(WAIT, h.drain()).await;
+    busy.expect_success(WAIT, h.drain()).await;
+    decline.expect_success(WAIT, h.drain()).await;
+    busy.expect_out_of_call_success(
+        &["INVITE sip:desk@", "SIP/2.0 486", "ACK sip:desk@"],
+        h.drain(),
+    );
+    decline.expect_out_of_call_success(
+        &["INVITE sip:desk@", "SIP/2.0 603", "ACK sip:desk@"],
+        h.drain(),
+    );
+    assert_eq!(
+        h.count(|e| matches!(e, EdgeEvent::LegRefused { .. })),
+        1,
+        "{:#?}",
+        h.log
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_answer_of_a_forked_leg_is_hung_up_and_the_first_device_stays_in_the_call() {
+    let _serial = serial().await;
+    let dir = test_dir("fork_crossing_answers");
+    let mut h = Harness::start(Play::Bridge, "alice").await;
+    let hangup = scenario("operator_hangup.xml");
+    let mut desk = h.operator(&dir, "desk", &hangup.to_string_lossy(), false);
+    let mut late = h.device(
+        &dir,
+        "late",
+        "operator_answer_late.xml",
+        SECOND_DEVICE_IP,
+        false,
+        &[],
+    );
+    h.bindings(2).await;
+    let mut pbx = h.pbx(&dir, "pbx", "pbx_hungup.xml");
+    let answered = h
+        .expect("LegAnswered", |e| {
+            matches!(e, EdgeEvent::LegAnswered { .. })
+        })
+        .await;
+    assert!(
+        matches!(&answered, EdgeEvent::LegAnswered { answer: Some(sdp), .. } if sdp.windows(10).any(|w| w == b"o=operator")),
+        "the first answer wins: {answered:?}"
+    );
+    // The late device's 200 is acknowledged and hung up; the first device's BYE (in its
+    // own dialog of the forked leg) still ends the call.
+    late.expect_success(WAIT, h.drain()).await;
+    late.expect_out_of_call_success(
+        &[
+            "INVITE sip:desk@127.0.0.3",
+            "SIP/2.0 200 OK",
+            "ACK sip:late@",
+            "BYE sip:late@",
+            "SIP/2.0 200 OK",
+        ],
+        h.drain(),
+    );
+    h.expect("LegHungUp", |e| matches!(e, EdgeEvent::LegHungUp { .. }))
+        .await;
+    pbx.expect_success(WAIT, h.drain()).await;
+    desk.expect_success(WAIT, h.drain()).await;
+    assert_eq!(
+        h.count(|e| matches!(e, EdgeEvent::LegAnswered { .. })),
+        1,
+        "{:#?}",
+        h.log
+    );
+    assert_eq!(
+        h.count(|e| matches!(
+            e,
+            EdgeEvent::LegRefused { .. } | EdgeEvent::LegUnreachable { .. }
+        )),
+        0,
+        "{:#?}",
+        h.log
     );
 }
 
