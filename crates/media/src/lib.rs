@@ -16,16 +16,18 @@
 //!   (allocation-free tone frames, Goertzel), [`dtmf`] (RFC 4733 event packets), and
 //!   [`relay::RelayCore`], the per-call relay decisions. Time comes in as an argument;
 //!   randomness as a seed.
-//! - The thin tokio shell: [`relay::spawn`] runs one task per call that owns its core and its
-//!   four sockets; [`relay::PortAllocator`] leases RTP/RTCP port pairs.
+//! - The shell: [`relay::spawn`] hands a call's core and four sockets to a relay worker thread
+//!   (one per two CPUs: a level-triggered `epoll` over its calls' sockets, through rustix's safe
+//!   API) and runs one small tokio task per call that forwards its control messages;
+//!   [`relay::PortAllocator`] leases RTP/RTCP port pairs.
 //!
 //! ## Why hand-written
 //! DESIGN allows `rtc-sdp`/`rtc-rtp`. For this scope (one G.711 stream, a header view, and
 //! negotiation with hold rules) the hand-written code is smaller than the glue to those crates'
-//! general string-based models, has no dependencies beyond tokio and thiserror, returns one
-//! error type per operation, and is property-tested here. The RTP header view in particular must
-//! not allocate, which a general packet type with owned payloads does. The WebRTC side will use
-//! str0m's own types.
+//! general string-based models, has no dependencies beyond tokio, thiserror and (for the relay
+//! worker) rustix and rustc-hash, returns one error type per operation, and is property-tested
+//! here. The RTP header view in particular must not allocate, which a general packet type with
+//! owned payloads does. The WebRTC side will use str0m's own types.
 //!
 //! ## Panic policy
 //! Nothing a peer sends can panic this crate: SDP text, RTP and RTCP datagrams of any content

@@ -273,7 +273,7 @@ fn main() -> ExitCode {
 
 fn run(o: Options) -> Result<String, String> {
     let ticks = clock_ticks_per_sec();
-    // The relay runtime: one thread, all calls' relay tasks.
+    // The relay runtime: one thread, all calls' control tasks (the packets go to the worker).
     let relay_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
