@@ -227,10 +227,12 @@ impl Registered {
             reply: Some(tx),
         });
         self.removed = true;
-        // The worker answers every Remove, and it runs as long as the process (it stops only
-        // by panicking, which the packet path avoids by design).
+        // The worker runs as long as the process and answers the Remove of every call it has;
+        // it drops a call unasked only if the call's core panicked, which then ends this task
+        // in a panic too, as the call's own task did before.
         sent.expect("the relay worker is running");
-        rx.await.expect("the relay worker answers every Remove")
+        rx.await
+            .expect("the relay worker has the call (its core did not panic)")
     }
 }
 

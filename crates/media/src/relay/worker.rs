@@ -25,7 +25,8 @@
 //! process, asleep in `epoll_wait` when they have no calls. A call leaves it on `Stop`, when
 //! every handle is dropped, or when its task is dropped (aborted, or its runtime shut down):
 //! its sockets are closed then, which returns the ports to the pool. The worker never panics on
-//! a datagram or a control message; a failed syscall drops and counts the packet, as before.
+//! a datagram or a control message; a failed syscall drops and counts the packet, as before. A
+//! panic inside one call's core (a bug) ends that call only ([`on_call`]).
 
 use super::core::{RelayCore, RelayReport, SocketKind, Verdict};
 use super::ports::{LegSockets, PortLease};
@@ -39,6 +40,7 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -391,10 +393,11 @@ impl Thread {
                 } else {
                     SocketKind::Rtcp
                 };
-                // a call removed earlier in this round has nothing left to read
-                if let Some(call) = self.calls.get_mut(&(token >> 2)) {
-                    call.receive(leg, kind, &mut self.buf);
-                }
+                // (a call removed earlier in this round has nothing left to read)
+                let buf = &mut self.buf;
+                on_call(&mut self.calls, token >> 2, |call| {
+                    call.receive(leg, kind, buf);
+                });
             }
             if !self.ticks.is_empty() {
                 self.run_ticks(Instant::now());
@@ -433,13 +436,13 @@ impl Thread {
                     self.calls.insert(id, call);
                 }
                 Command::Control { id, control } => {
-                    let Some(call) = self.calls.get_mut(&id) else {
-                        continue;
-                    };
-                    let was_timed = call.tick.is_some();
-                    apply(&mut call.core, control);
-                    call.follow_latches();
-                    if call.arm_timer(now) && !was_timed {
+                    let started = on_call(&mut self.calls, id, |call| {
+                        let was_timed = call.tick.is_some();
+                        apply(&mut call.core, control);
+                        call.follow_latches();
+                        call.arm_timer(now) && !was_timed
+                    });
+                    if started == Some(true) {
                         self.ticks.push(Reverse((now, id)));
                     }
                 }
@@ -465,17 +468,39 @@ impl Thread {
                 break;
             }
             self.ticks.pop();
-            let Some(call) = self.calls.get_mut(&id).filter(|c| c.tick == Some(due)) else {
+            if self.calls.get(&id).is_none_or(|c| c.tick != Some(due)) {
                 continue;
-            };
-            call.send_tones(&mut self.buf);
+            }
             // a late tick delays the next rather than bursting (tokio's MissedTickBehavior::Delay)
             let next = due + TICK;
             let next = if next > now { next } else { now + TICK };
-            call.tick = Some(next);
-            if call.arm_timer(now) {
+            let buf = &mut self.buf;
+            let again = on_call(&mut self.calls, id, |call| {
+                call.send_tones(buf);
+                call.tick = Some(next);
+                call.arm_timer(now)
+            });
+            if again == Some(true) {
                 self.ticks.push(Reverse((next, id)));
             }
+        }
+    }
+}
+
+/// Runs `f` on call `id`, if the worker has it. The core is written not to panic on any input;
+/// should it panic all the same (a bug), that call alone ends, as a panicking task of its own
+/// did: it is dropped, closing its sockets, and its task, getting no report, ends in a panic.
+fn on_call<R>(
+    calls: &mut FxHashMap<u64, Call>,
+    id: u64,
+    f: impl FnOnce(&mut Call) -> R,
+) -> Option<R> {
+    let call = calls.get_mut(&id)?;
+    match std::panic::catch_unwind(AssertUnwindSafe(|| f(call))) {
+        Ok(result) => Some(result),
+        Err(_) => {
+            calls.remove(&id);
+            None
         }
     }
 }
@@ -500,5 +525,40 @@ fn apply(core: &mut RelayCore, control: Control) {
         }
         // `Stop` travels as `Command::Remove`
         Control::Stop => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::PortAllocator;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn a_panic_in_one_call_ends_that_call_only() {
+        // 23400-23407: apart from the port allocator's unit tests (23000-23399)
+        let ports =
+            PortAllocator::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 23400..=23407).expect("port range");
+        let mut calls = FxHashMap::default();
+        for id in [1, 2] {
+            let legs = [
+                LegIo::new(ports.allocate().expect("pair")),
+                LegIo::new(ports.allocate().expect("pair")),
+            ];
+            let call = Call {
+                core: Box::new(RelayCore::new(None, None, id)),
+                io: Box::new(legs),
+                tick: None,
+            };
+            calls.insert(id, call);
+        }
+        assert_eq!(ports.available(), 0);
+        let panicked: Option<()> = on_call(&mut calls, 1, |_| panic!("a bug in the core"));
+        assert_eq!(panicked, None);
+        assert!(!calls.contains_key(&1));
+        // its sockets are closed and its ports back in the pool; the other call goes on
+        assert_eq!(ports.available(), 2);
+        assert_eq!(on_call(&mut calls, 2, |c| c.core.is_bridged()), Some(false));
+        assert_eq!(on_call(&mut calls, 3, |_| ()), None);
     }
 }
