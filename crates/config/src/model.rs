@@ -44,6 +44,10 @@ pub struct Sip {
     /// How long a digest nonce is accepted; past it the client is challenged again with
     /// `stale=true`. 1s to 1h.
     pub nonce_ttl: Duration,
+    /// How often each registered operator binding is sent an OPTIONS (as Asterisk's
+    /// `qualify_frequency`); one that does not answer is removed. Zero: off. Otherwise 1s
+    /// to 1h.
+    pub qualify_interval: Duration,
     /// Shortest registration accepted; a shorter one gets `423 Interval Too Brief`. Whole
     /// seconds, at least 1s.
     pub min_expires: Duration,

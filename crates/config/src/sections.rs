@@ -14,6 +14,7 @@ pub(crate) const SIP_KEYS: &[&str] = &[
     "user_agent",
     "t1",
     "nonce_ttl",
+    "qualify_interval",
     "min_expires",
     "max_expires",
     "default_expires",
@@ -222,6 +223,19 @@ pub(crate) fn sip(ctx: &mut Ctx, t: &Table<'_, '_>) -> Sip {
             duration_in(Duration::from_secs(1), Duration::from_secs(3600)),
         )
         .unwrap_or(Duration::from_secs(300));
+    let qualify_interval = t
+        .opt(ctx, "qualify_interval", |v| {
+            let d = reader::duration(v)?;
+            if d.is_zero() || (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+                Ok(d)
+            } else {
+                Err(format!(
+                    "must be 0s (off) or between 1s and 1h, found {}",
+                    format_duration(d)
+                ))
+            }
+        })
+        .unwrap_or(Duration::from_secs(30));
     let (min_expires, max_expires, default_expires) = expires(ctx, t);
     let max_message_size = t
         .opt(ctx, "max_message_size", |v| {
@@ -237,6 +251,7 @@ pub(crate) fn sip(ctx: &mut Ctx, t: &Table<'_, '_>) -> Sip {
         user_agent,
         t1,
         nonce_ttl,
+        qualify_interval,
         min_expires,
         max_expires,
         default_expires,

@@ -34,6 +34,7 @@ fn default_config_is_valid_and_as_documented() {
     assert_eq!((c.sip.udp.len(), c.sip.tcp.len()), (1, 1));
     assert_eq!(c.sip.t1, Duration::from_millis(500));
     assert_eq!(c.sip.nonce_ttl, Duration::from_secs(300));
+    assert_eq!(c.sip.qualify_interval, Duration::from_secs(30));
     assert_eq!(
         (c.sip.min_expires, c.sip.default_expires, c.sip.max_expires),
         (

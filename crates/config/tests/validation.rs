@@ -442,6 +442,7 @@ fn sip_timers_and_registration_defaults() {
     };
     assert_eq!(c.sip.t1, Duration::from_millis(500));
     assert_eq!(c.sip.nonce_ttl, Duration::from_secs(300));
+    assert_eq!(c.sip.qualify_interval, Duration::from_secs(30));
     assert_eq!(c.sip.min_expires, Duration::from_secs(60));
     assert_eq!(c.sip.max_expires, Duration::from_secs(3600));
     assert_eq!(c.sip.default_expires, Duration::from_secs(3600));
@@ -469,6 +470,38 @@ fn sip_timers_and_registration_defaults() {
     );
     assert_eq!(c.sip.max_message_size, 512);
     assert_eq!(c.sip.digest_algorithms, [DigestAlgorithm::Md5]);
+}
+
+#[test]
+fn qualify_interval_is_off_or_between_a_second_and_an_hour() {
+    use std::time::Duration;
+    let interval = |src: &str| match parse(src, "t.toml") {
+        Ok(l) => l.config.sip.qualify_interval,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        interval("[sip]\nqualify_interval = \"0s\"\n"),
+        Duration::ZERO
+    );
+    assert_eq!(
+        interval("[sip]\nqualify_interval = \"1s\"\n"),
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        interval("[sip]\nqualify_interval = \"1h\"\n"),
+        Duration::from_secs(3600)
+    );
+    let d = diags("[sip]\nt1 = \"50ms\"\nqualify_interval = \"500ms\"\n");
+    has(
+        &d,
+        3,
+        "sip.qualify_interval",
+        "must be 0s (off) or between 1s and 1h, found 500ms",
+    );
+    let d = diags("[sip]\nqualify_interval = \"2h\"\n");
+    has(&d, 2, "sip.qualify_interval", "found 2h");
+    let d = diags("[sip]\nqualify_interval = 30\n");
+    has(&d, 2, "sip.qualify_interval", "expected a duration string");
 }
 
 #[test]

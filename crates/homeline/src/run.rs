@@ -187,6 +187,7 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
         user_agent: sip.user_agent.clone(),
         t1: sip.t1,
         nonce_ttl: sip.nonce_ttl,
+        qualify_interval: sip.qualify_interval,
         limits: homeline_sip::registrar::Limits {
             min: sip.min_expires,
             max: sip.max_expires,

@@ -160,7 +160,7 @@ fn devices(bindings: &[Binding]) -> Vec<Binding> {
 }
 
 /// The connection, destination and flow to reach `binding` on.
-fn route(
+pub(crate) fn route(
     sh: &Shared,
     binding: &Binding,
 ) -> Result<(SipConnection, SipAddr, Option<FlowId>), &'static str> {

@@ -1,7 +1,7 @@
 //! The SIP edge at run time: rsipstack endpoint, listeners, the dispatch of requests to
 //! their handlers, and the INVITE handler that tells trunks from operators. REGISTER and the
-//! registrations' housekeeping are in `registration`, the trunks' OPTIONS keepalive in
-//! `keepalive`. Handlers stay short: they parse into the crate's own types, ask the pure
+//! registrations' housekeeping are in `registration`, the operators' OPTIONS in `qualify`,
+//! the trunks' OPTIONS keepalive in `keepalive`. Handlers stay short: they parse into the crate's own types, ask the pure
 //! parts (`digest`, `registrar`, `trunks`) and answer.
 
 use crate::agent;
@@ -56,6 +56,8 @@ pub struct EdgeSettings {
     pub user_agent: String,
     pub t1: Duration,
     pub nonce_ttl: Duration,
+    /// How often each operator binding gets an OPTIONS (`qualify`); zero: never.
+    pub qualify_interval: Duration,
     pub limits: Limits,
     /// Digest algorithms offered, in order of preference.
     pub algorithms: Vec<Algorithm>,
@@ -287,6 +289,7 @@ impl SipEdge {
             cancel.clone(),
         )));
         crate::keepalive::spawn(&shared, &cancel, &mut tasks);
+        crate::qualify::spawn(&shared, &cancel, &mut tasks);
         Ok(SipEdge {
             endpoint,
             shared,

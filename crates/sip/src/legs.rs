@@ -145,7 +145,8 @@ pub enum EdgeEvent {
     LegTransferOut { leg: LegRef, number: String },
     /// `user`'s first registration appeared.
     Registered { user: String },
-    /// `user`'s last registration went (expired, removed, or its connection closed).
+    /// `user`'s last registration went (expired, removed, its connection closed, or its
+    /// device stopped answering OPTIONS: see `qualify`).
     Unregistered { user: String },
 }
 

@@ -1,8 +1,9 @@
 //! # homeline-sip: the SIP edge
 //!
 //! Owns SIP transports, transactions and dialogs (on rsipstack), the registrar and location
-//! service, digest authentication, trunk identification and OPTIONS keepalive. It must not
-//! decide routing: it hands calls and registrations to the engine.
+//! service, digest authentication, trunk identification, OPTIONS keepalive to trunks and
+//! qualify of operators' devices. It must not decide routing: it hands calls and
+//! registrations to the engine.
 //!
 //! The pure parts (`digest`, `registrar`, `trunks`, `sipmsg`) take time as an input and are
 //! tested on their own; `edge` is the thin tokio shell around rsipstack. rsipstack's types
@@ -48,6 +49,7 @@ mod legs;
 mod operator_calls;
 mod outbound;
 mod pbx;
+mod qualify;
 mod refer;
 pub mod registrar;
 mod registration;

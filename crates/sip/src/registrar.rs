@@ -274,6 +274,28 @@ impl Registrar {
         gone
     }
 
+    /// Every binding, with its user.
+    pub fn all(&self) -> Vec<(String, Binding)> {
+        self.bindings
+            .iter()
+            .flat_map(|(user, list)| list.iter().map(move |b| (user.clone(), b.clone())))
+            .collect()
+    }
+
+    /// Removes `user`'s binding of Contact `uri` unless it was registered or refreshed after
+    /// `updated` (a device found dead by a check that began before it registered again).
+    pub fn remove_stale(&mut self, user: &str, uri: &str, updated: Instant) -> Option<Binding> {
+        let list = self.bindings.get_mut(user)?;
+        let i = list
+            .iter()
+            .position(|b| same_uri(&b.uri, uri) && b.updated <= updated)?;
+        let gone = list.remove(i);
+        if list.is_empty() {
+            self.bindings.remove(user);
+        }
+        Some(gone)
+    }
+
     /// The earliest expiry, for the runtime's timer.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.bindings.values().flatten().map(|b| b.expires_at).min()
@@ -397,5 +419,25 @@ mod tests {
         assert_eq!(r.remove_flow(2).len(), 1);
         assert_eq!(r.lookup("a").len(), 1);
         assert_eq!(r.next_expiry(), Some(t0 + Duration::from_secs(101)));
+    }
+
+    #[test]
+    fn a_stale_binding_goes_unless_refreshed_since() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(5);
+        let mut r = Registrar::new(limits());
+        r.register("a", &req(one("sip:1@h", None), Some(100), 1), t0)
+            .expect("ok");
+        r.register("a", &req(one("sip:2@h", None), Some(100), 2), t0)
+            .expect("ok");
+        assert_eq!(r.all().len(), 2);
+        // Refreshed after the check began: kept.
+        r.register("a", &req(one("sip:1@h", None), Some(100), 3), t1)
+            .expect("ok");
+        assert_eq!(r.remove_stale("a", "sip:1@h", t0), None);
+        assert!(r.remove_stale("a", "<SIP:2@h>", t0).is_some());
+        assert_eq!(r.remove_stale("b", "sip:1@h", t1), None);
+        assert!(r.remove_stale("a", "sip:1@h", t1).is_some());
+        assert!(r.is_empty(), "the user goes with the last binding");
     }
 }

@@ -89,6 +89,7 @@ pub fn settings(port: u16) -> EdgeSettings {
         user_agent: "homeline-test".into(),
         t1: Duration::from_millis(200),
         nonce_ttl: Duration::from_secs(60),
+        qualify_interval: Duration::ZERO,
         limits: Limits {
             min: Duration::from_secs(2),
             max: Duration::from_secs(3600),
