@@ -12,6 +12,9 @@
 //! - its TCP connection closes: SIPp over TCP, killed (the kernel closes the connection);
 //! - it is removed: `Expires: 0`.
 //!
+//! An operator registered from two devices is rung on both; the one that answers takes the
+//! call and the other is cancelled.
+//!
 //! And an operator whose phone answers the offer with `503` (homeline counts `408`/`503` as
 //! "unreachable", not as a refusal) is passed over at once, not after the 15 s ring timeout.
 //!
@@ -20,7 +23,7 @@
 //! `operator state` (`agent`, `state`), `call outcome` (`outcome`). Each test stays under 20 s;
 //! they run one at a time. Files: `tests/calls/sipp/operator_register*.xml`,
 //! `operator_unregister.xml`, `operator_unavailable.xml`, `operator_answer.xml`,
-//! `pbx_talk.xml`. Peers from `bash tests/run-all.sh`.
+//! `operator_ring_cancel.xml`, `pbx_talk.xml`. Peers from `bash tests/run-all.sh`.
 
 // Each test file uses a part of the shared harness.
 #[allow(dead_code, unused_imports)]
@@ -327,5 +330,49 @@ fn an_offer_to_an_unreachable_operator_moves_on_at_once() {
         trace_report(&alice, &mut h)
     );
     expect_no_sipp_errors(&alice, &mut h);
+    expect_no_sipp_errors(&bob, &mut h);
+}
+
+/// e) An operator registered from two devices is offered the call on both (homeline forks
+/// the INVITE): the device that answers takes the call, the one still ringing gets a CANCEL.
+#[test]
+fn an_operator_on_two_devices_is_rung_on_both_and_the_other_is_cancelled() {
+    let _serial = serial();
+    let mut h = start_linear("registration_two_devices");
+    let desk = operator(&h, "alice", "operator_answer.xml", STAY);
+    let bob = operator(&h, "bob", "operator_answer.xml", STAY);
+    expect_available(&mut h, 0, &["alice", "bob"]);
+    let from = h.logs.len();
+    // A second device of alice's (its own port, so its own Contact and binding).
+    let mobile = operator(&h, "alice", "operator_ring_cancel.xml", STAY);
+    expect_exactly(&mut h, from, "registered", "alice");
+    pbx(&h, "pbx_talk.xml").arg("-d").arg("1500").run(&mut h);
+    let lines = expect_outcomes(&mut h, 1, WAIT);
+    assert_eq!(
+        outcome(&lines[0]),
+        "Answered { agent: AgentId(0) }",
+        "alice should have taken the call on her desk phone\n{}",
+        h.report()
+    );
+    expect_in_order(
+        "alice's ringing device",
+        &mobile.messages(),
+        &[
+            "INVITE sip:desk@",
+            "SIP/2.0 180",
+            "CANCEL sip:desk@",
+            "SIP/2.0 487",
+            "ACK sip:",
+        ],
+        || trace_report(&mobile, &mut h),
+    );
+    expect_in_order(
+        "alice's answering device",
+        &desk.messages(),
+        &["INVITE sip:desk@", "SIP/2.0 200", "ACK sip:"],
+        || trace_report(&desk, &mut h),
+    );
+    expect_no_sipp_errors(&desk, &mut h);
+    expect_no_sipp_errors(&mobile, &mut h);
     expect_no_sipp_errors(&bob, &mut h);
 }
