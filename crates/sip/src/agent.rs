@@ -74,6 +74,25 @@ pub(crate) struct Branch {
     pub failed: Option<Final>,
 }
 
+impl Branch {
+    /// The branch of client transaction `tx` (its INVITE, connection and destination set),
+    /// with our `contact`, riding on `flow`; nothing back yet.
+    pub(crate) fn new(tx: &Transaction, contact: String, flow: Option<FlowId>) -> Option<Branch> {
+        Some(Branch {
+            invite: tx.original.clone(),
+            contact,
+            tu: tx.tu_sender.clone(),
+            key: tx.key.clone(),
+            conn: tx.connection.clone()?,
+            dest: tx.destination.clone()?,
+            flow,
+            phase: LegPhase::Calling,
+            cancel: Cancel::No,
+            failed: None,
+        })
+    }
+}
+
 /// A live operator leg (also an outbound leg towards a trunk, with one branch).
 pub(crate) struct AgentLeg {
     pub call_id: String,
@@ -96,6 +115,27 @@ pub(crate) struct AgentLeg {
 }
 
 impl AgentLeg {
+    /// A leg calling on `branches` (at least one), with our From tag and SDP offer.
+    pub(crate) fn new(
+        call_id: String,
+        local_tag: String,
+        branches: Vec<Branch>,
+        local_sdp: Vec<u8>,
+        local_cseq: u32,
+    ) -> AgentLeg {
+        AgentLeg {
+            call_id,
+            phase: LegPhase::Calling,
+            local_tag,
+            remote_tag: None,
+            remote: None,
+            branches,
+            answered: 0,
+            local_sdp,
+            local_cseq,
+        }
+    }
+
     /// The branch the dialog is on: the answered one (the first, before an answer).
     pub(crate) fn dialog(&self) -> &Branch {
         self.branches
@@ -244,19 +284,8 @@ fn prepare(
                 sh.endpoint.clone(),
                 Some(conn.clone()),
             );
-            tx.destination = Some(dest.clone());
-            let branch = Branch {
-                invite: req,
-                contact,
-                tu: tx.tu_sender.clone(),
-                key,
-                conn,
-                dest,
-                flow,
-                phase: LegPhase::Calling,
-                cancel: Cancel::No,
-                failed: None,
-            };
+            tx.destination = Some(dest);
+            let branch = Branch::new(&tx, contact, flow).ok_or("no destination")?;
             Ok((tx, branch))
         });
         match built {
@@ -278,17 +307,7 @@ fn prepare(
         } else {
             "no Call-ID"
         })?;
-    let record = AgentLeg {
-        call_id: call_id.clone(),
-        phase: LegPhase::Calling,
-        local_tag,
-        remote_tag: None,
-        remote: None,
-        branches,
-        answered: 0,
-        local_sdp: sdp,
-        local_cseq: 1,
-    };
+    let record = AgentLeg::new(call_id.clone(), local_tag, branches, sdp, 1);
     let mut reg = sh.calls.lock();
     reg.legs.insert(leg, record);
     reg.by_call_id.insert(call_id, Party::Agent(leg));

@@ -306,29 +306,14 @@ fn start(
         return None;
     }
     reg.dialing.remove(&leg);
-    let branch = Branch {
-        invite: req,
-        contact: path.contact.clone(),
-        tu: tx.tu_sender.clone(),
-        key,
-        conn: path.conn.clone(),
-        dest: path.dest.clone(),
-        flow: path.flow,
-        phase: LegPhase::Calling,
-        cancel: Cancel::No,
-        failed: None,
-    };
-    let record = AgentLeg {
-        call_id: call_id.clone(),
-        phase: LegPhase::Calling,
+    let branch = Branch::new(&tx, path.contact.clone(), path.flow)?;
+    let record = AgentLeg::new(
+        call_id.clone(),
         local_tag,
-        remote_tag: None,
-        remote: None,
-        branches: vec![branch],
-        answered: 0,
-        local_sdp: p.sdp.clone(),
-        local_cseq: cseq,
-    };
+        vec![branch],
+        p.sdp.clone(),
+        cseq,
+    );
     reg.legs.insert(leg, record);
     reg.by_call_id.insert(call_id, Party::Agent(leg));
     Some(tx)

@@ -149,6 +149,20 @@ impl Harness {
         }
     }
 
+    /// Waits for `LegAnswered` with the SDP of `operator_answer.xml` or
+    /// `operator_hangup.xml` (`o=operator`); `why` explains a failure.
+    async fn expect_operator_answer(&mut self, why: &str) {
+        let answered = self
+            .expect("LegAnswered", |e| {
+                matches!(e, EdgeEvent::LegAnswered { .. })
+            })
+            .await;
+        assert!(
+            matches!(&answered, EdgeEvent::LegAnswered { answer: Some(sdp), .. } if sdp.windows(10).any(|w| w == b"o=operator")),
+            "{why}: {answered:?}"
+        );
+    }
+
     /// Takes the events seen so far without waiting.
     fn drain(&mut self) -> &[EdgeEvent] {
         while let Ok(ev) = self.seen.try_recv() {
@@ -438,15 +452,7 @@ async fn a_forked_leg_is_answered_by_one_device_and_the_other_is_cancelled() {
     );
     h.bindings(2).await;
     let mut pbx = h.pbx(&dir, "pbx", "pbx_call.xml");
-    let answered = h
-        .expect("LegAnswered", |e| {
-            matches!(e, EdgeEvent::LegAnswered { .. })
-        })
-        .await;
-    assert!(
-        matches!(&answered, EdgeEvent::LegAnswered { answer: Some(sdp), .. } if sdp.windows(10).any(|w| w == b"o=operator")),
-        "the answering device's SDP: {answered:?}"
-    );
+    h.expect_operator_answer("the answering device's SDP").await;
     h.expect("PbxGone", |e| matches!(e, EdgeEvent::PbxGone { .. }))
         .await;
     pbx.expect_success(WAIT, h.drain()).await;
@@ -557,15 +563,7 @@ async fn a_second_answer_of_a_forked_leg_is_hung_up_and_the_first_device_stays_i
     );
     h.bindings(2).await;
     let mut pbx = h.pbx(&dir, "pbx", "pbx_hungup.xml");
-    let answered = h
-        .expect("LegAnswered", |e| {
-            matches!(e, EdgeEvent::LegAnswered { .. })
-        })
-        .await;
-    assert!(
-        matches!(&answered, EdgeEvent::LegAnswered { answer: Some(sdp), .. } if sdp.windows(10).any(|w| w == b"o=operator")),
-        "the first answer wins: {answered:?}"
-    );
+    h.expect_operator_answer("the first answer wins").await;
     // The late device's 200 is acknowledged and hung up; the first device's BYE (in its
     // own dialog of the forked leg) still ends the call.
     late.expect_success(WAIT, h.drain()).await;
