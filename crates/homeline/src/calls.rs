@@ -154,7 +154,10 @@ impl Calls {
             EdgeEvent::PbxGone { call } => Input::PbxGone {
                 call: CallId(call.0),
             },
-            EdgeEvent::LegRinging { leg } => Input::AgentRinging { leg: LegId(leg.0) },
+            // An operator's phone sending early media is ringing as far as the call goes.
+            EdgeEvent::LegRinging { leg } | EdgeEvent::LegEarlyMedia { leg, .. } => {
+                Input::AgentRinging { leg: LegId(leg.0) }
+            }
             EdgeEvent::LegAnswered { leg, answer } => {
                 self.configure_agent_media(LegId(leg.0), answer.as_deref())
                     .await;

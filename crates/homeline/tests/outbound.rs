@@ -223,3 +223,103 @@ fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() 
         h.report()
     );
 }
+
+/// Early media: the PBX answers `183` with SDP and plays 2 s of 1 kHz (a ringback or an
+/// announcement) before its `200`. The operator must get a `183` with homeline's SDP and hear
+/// those 2 s too: the packets homeline forwards from the PBX cover the early 2 s plus the
+/// operator's 3 s of talk (about 250), where ringing only would forward about 150.
+#[test]
+fn the_pbx_early_media_reaches_the_operator_before_the_answer() {
+    require("sipp", "sip-tester");
+    let pbx_port = free_port_pair(HOMELINE_IP);
+    let dir = sip_harness::test_dir("outbound_early_pbx");
+    std::fs::write(dir.join("tone1k_ulaw.wav"), wav_ulaw(1000.0)).expect("write the PBX's WAV");
+    let mut pbx = Sipp::uas("pbx_outbound_early.xml", &dir, 0)
+        .scenario_dir(&sipp_dir())
+        .arg("-m")
+        .arg("1")
+        .spawn(pbx_port);
+    let agents = format!(
+        "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
+         ready_on_register = true\n"
+    );
+    let mut h = Homeline::start(
+        "outbound_early",
+        Setup::default()
+            .sip("digest_algorithms", r#"["MD5"]"#)
+            .template(repo().join("tests/calls/homeline_outbound.toml.in"))
+            .pbx(pbx_port, "0s")
+            .value("STRATEGY", "longest-idle")
+            .value("RING_TIMEOUT", "15s")
+            .value("WRAP_UP", "0s")
+            .value("AGENTS", &agents)
+            .value("TRUNKS_BEFORE", "")
+            .value("TRUNK_CALLER_ID", "+15550100"),
+    );
+    std::fs::write(h.dir.join("tone660_ulaw.wav"), wav_ulaw(660.0))
+        .expect("write the operator's WAV");
+    let register = h
+        .sipp_in(&sipp_dir(), "operator_register.xml")
+        .source_ip(AGENT_IP)
+        .service("alice")
+        .auth("alice", PASSWORD)
+        .start(1);
+    h.expect_event(
+        0,
+        WAIT,
+        "operator state",
+        &[("agent", "alice"), ("state", "available")],
+    );
+    let outbound = h
+        .sipp_in(&sipp_dir(), "operator_outbound.xml")
+        .source_ip(AGENT_IP)
+        .service("0612345678")
+        .arg("-key")
+        .arg("user")
+        .arg("alice")
+        .auth("alice", PASSWORD)
+        .start(1);
+    let mut outbound = outbound;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while outbound.exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the operator's call did not end\n{}",
+            h.report()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let trace = outbound.messages();
+    drop(register);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pbx.exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the PBX's scenario did not end\n{}\n{}",
+            pbx.output(),
+            h.report()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    h.expect_event(0, WAIT, "outbound call media ended", &[]);
+    let media = h
+        .logs
+        .matching(|l| l.is("outbound call media ended", &[]))
+        .first()
+        .cloned()
+        .expect("a media report");
+    let from_pbx = media.count("pbx_forwarded");
+    let context = format!(
+        "relay: {}\noperator's trace:\n{trace}\n{}",
+        media.field("media").unwrap_or_default(),
+        h.report()
+    );
+    assert!(
+        trace.contains("SIP/2.0 183 Session Progress") && trace.contains("m=audio"),
+        "the operator should get a 183 with SDP\n{context}"
+    );
+    assert!(
+        from_pbx > 200,
+        "the PBX's early 2 s should reach the operator: {from_pbx} packets forwarded\n{context}"
+    );
+}

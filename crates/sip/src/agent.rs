@@ -110,6 +110,8 @@ pub(crate) struct AgentLeg {
     pub answered: usize,
     /// Our SDP offer, repeated to a re-INVITE.
     pub local_sdp: Vec<u8>,
+    /// Early media (SDP in an `18x`) was reported.
+    pub early_media: bool,
     /// The CSeq of our last request in the dialog (the INVITE's, then NOTIFY, BYE).
     pub local_cseq: u32,
 }
@@ -132,6 +134,7 @@ impl AgentLeg {
             branches,
             answered: 0,
             local_sdp,
+            early_media: false,
             local_cseq,
         }
     }

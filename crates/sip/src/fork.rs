@@ -4,7 +4,8 @@
 //! Each branch is driven by its own task ([`run`]) over its client transaction; what the
 //! branches learn meets in the leg's record, under the registry lock, so that the leg
 //! reports each event once:
-//! - `LegRinging` with the first `180`/`183` of any branch;
+//! - `LegRinging` with the first `180`/`183` of any branch (`LegEarlyMedia` instead when it
+//!   carries SDP; a later `18x` with SDP is reported as `LegEarlyMedia` once);
 //! - `LegAnswered` with the first `2xx` of any branch, with that branch's SDP answer. The
 //!   other branches are CANCELled (at once when they sent a provisional response, else
 //!   with their first one, RFC 3261 §9.1). A `2xx` from another branch that crossed the
@@ -25,7 +26,7 @@ use crate::edge::Shared;
 use crate::legs::{EdgeEvent, LegRef, Slot};
 use crate::sipmsg::{self, DialogPath, Final};
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Response, SipMessage, StatusCodeKind};
+use rsipstack::sip::{Header, Response, SipMessage, StatusCodeKind};
 use rsipstack::transaction::transaction::Transaction;
 use std::sync::Arc;
 
@@ -68,7 +69,21 @@ pub(crate) fn progress(
     let Some(l) = reg.legs.get_mut(&leg) else {
         return Progress::Gone;
     };
-    if phase == LegPhase::Early && l.phase < LegPhase::Early {
+    let early_sdp = phase == LegPhase::Early
+        && !l.early_media
+        && !resp.body.is_empty()
+        && resp.headers.iter().any(|h| {
+            matches!(h, Header::ContentType(c)
+                if c.value().trim().to_ascii_lowercase().starts_with(sipmsg::SDP))
+        });
+    if early_sdp {
+        // Ringing with media (instead of `LegRinging` when it is the first `18x`).
+        l.early_media = true;
+        slot.put(EdgeEvent::LegEarlyMedia {
+            leg: LegRef(leg),
+            sdp: resp.body.clone(),
+        });
+    } else if phase == LegPhase::Early && l.phase < LegPhase::Early {
         slot.put(EdgeEvent::LegRinging { leg: LegRef(leg) });
     }
     if l.phase < phase {

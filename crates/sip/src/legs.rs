@@ -64,6 +64,11 @@ pub enum EdgeEvent {
     PbxGone { call: CallRef },
     /// The operator's phone rings (first `180`/`183`).
     LegRinging { leg: LegRef },
+    /// A provisional response (`183`, or a `180`) carried SDP: early media (ringback, an
+    /// announcement) from the far end; reported once per leg, in place of `LegRinging` when
+    /// it is the first `18x` (so it also means ringing). Most useful on trunk legs; on
+    /// operator legs the runtime may treat it as ringing.
+    LegEarlyMedia { leg: LegRef, sdp: Vec<u8> },
     /// The operator answered (`200`, already acknowledged), with its SDP answer. Also after
     /// [`crate::SipEdge::cancel_agent`] when the `200` crossed the CANCEL: hang it up with
     /// [`crate::SipEdge::bye_agent`].
@@ -230,6 +235,12 @@ impl SipEdge {
     /// `180 Ringing` to the PBX on an unanswered call.
     pub async fn ring_pbx(&self, call: CallRef) {
         pbx::ring(&self.shared, call.0);
+    }
+
+    /// `183 Session Progress` with `sdp` (early media) to the PBX on an unanswered call;
+    /// the `200` that answers it later must carry the same SDP (RFC 3261 §13.2.1).
+    pub async fn progress_pbx(&self, call: CallRef, sdp: Vec<u8>) {
+        pbx::progress(&self.shared, call.0, sdp);
     }
 
     /// Answers the PBX: `200 OK` with `sdp` (`application/sdp`) and our Contact; the PBX's

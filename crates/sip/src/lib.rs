@@ -17,7 +17,7 @@
 //! |---|---|
 //! | [`EdgeEvent::Inbound`] (INVITE from a trunk, `100` sent, INVITE held) | `ring_pbx`, `answer_pbx(sdp)`, `reject_pbx(status, contact)` |
 //! | [`EdgeEvent::PbxGone`] (CANCEL answered `487`, or BYE answered `200`) | nothing more to the PBX |
-//! | `LegRinging`, `LegAnswered`, `LegRefused`, `LegUnreachable`, `LegHungUp` (after `invite_agent`) | `cancel_agent`, `bye_agent`, and the PBX side |
+//! | `LegRinging`, `LegEarlyMedia`, `LegAnswered`, `LegRefused`, `LegUnreachable`, `LegHungUp` (after `invite_agent`) | `cancel_agent`, `bye_agent`, and the PBX side |
 //! | `LegDtmf`, `PbxDtmf` (SIP INFO `application/dtmf-relay` or `application/dtmf` in a confirmed dialog, answered `200`) | the digit to the other side as RFC 4733 |
 //! | [`EdgeEvent::FeatureCode`] (an operator's INVITE for a feature code, digest-checked, held) | `answer_pbx(sdp)`, then `bye_pbx`; or `reject_pbx` |
 //! | `Registered`, `Unregistered` | operator online / offline |

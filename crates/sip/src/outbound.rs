@@ -38,8 +38,10 @@
 //!   With the keepalive off, an answered call that outlives the timeout loses its
 //!   connection, and its BYE (either side's) cannot be delivered.
 //!
-//! `183 Session Progress` is reported as ringing, like `180`; an SDP in it (early media) is
-//! not passed on: the runtime gets the PBX's SDP with the `2xx` only.
+//! A `180`/`183` without SDP is reported as `LegRinging`; the first one with SDP (early
+//! media: the PBX's ringback or an announcement) as `LegEarlyMedia` with that SDP (see
+//! `fork`), and the runtime may answer its own side with `183` too
+//! ([`crate::SipEdge::progress_pbx`]).
 
 use crate::agent::{AgentLeg, Branch, Cancel, LegPhase};
 use crate::edge::Shared;

@@ -288,6 +288,26 @@ pub(crate) fn ring(sh: &Shared, id: u64) {
     let _ = c.tu.send(TransactionEvent::Respond(resp));
 }
 
+/// `183 Session Progress` with our SDP on an unanswered call (early media).
+pub(crate) fn progress(sh: &Shared, id: u64, sdp: Vec<u8>) {
+    let reg = sh.calls.lock();
+    let Some(c) = reg.pbx.get(&id) else {
+        return;
+    };
+    if c.phase != PbxPhase::Proceeding {
+        return;
+    }
+    let resp = sipmsg::response(
+        &c.invite,
+        183,
+        &c.local_tag,
+        &sh.settings.user_agent,
+        Some(&c.contact),
+        Some(&sdp),
+    );
+    let _ = c.tu.send(TransactionEvent::Respond(resp));
+}
+
 /// `200 OK` with our SDP on an unanswered call; the ACK confirms the dialog.
 pub(crate) fn answer(sh: &Shared, id: u64, sdp: Vec<u8>) {
     let mut reg = sh.calls.lock();

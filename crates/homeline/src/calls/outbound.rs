@@ -1,7 +1,9 @@
 //! Operators' own calls out through a trunk ([`EdgeEvent::Outbound`]): the operator's INVITE is
 //! held by the SIP edge; here a media relay is set up (leg A faces the PBX, leg B the
 //! operator), the trunk leg is placed with homeline's offer ([`SipEdge::invite_trunk`]), its
-//! ringing is passed on as `180`, its answer answers the operator's INVITE with homeline's SDP
+//! ringing is passed on as `180`, its early media (`183` with SDP) as `183` with homeline's
+//! SDP and the relay bridged at once (the operator hears the PBX's ringback or
+//! announcement; the `200` later repeats that SDP), its answer answers the operator's INVITE with homeline's SDP
 //! and bridges the legs, its failure refuses the operator's INVITE with the same status
 //! (`408` when nothing answered). Either side hanging up ends both; the operator cancelling
 //! cancels the trunk leg.
@@ -57,6 +59,8 @@ pub(super) struct Outbound {
     offer: SessionDescription,
     negotiated: Negotiated,
     operator_sdp: LocalSdp,
+    /// The SDP answer sent to the operator with early media (`183`), repeated in the `200`.
+    early_answer: Option<String>,
     answered: bool,
 }
 
@@ -102,6 +106,7 @@ impl Calls {
                 return None;
             }
             EdgeEvent::LegRinging { leg }
+            | EdgeEvent::LegEarlyMedia { leg, .. }
             | EdgeEvent::LegAnswered { leg, .. }
             | EdgeEvent::LegRefused { leg, .. }
             | EdgeEvent::LegUnreachable { leg }
@@ -114,7 +119,7 @@ impl Calls {
         if self.outbound.ended.contains(&leg) {
             match ev {
                 EdgeEvent::LegAnswered { .. } => self.edge.bye_agent(LegRef(leg)).await,
-                EdgeEvent::LegRinging { .. } => return None,
+                EdgeEvent::LegRinging { .. } | EdgeEvent::LegEarlyMedia { .. } => return None,
                 _ => {}
             }
             self.outbound.ended.remove(&leg);
@@ -124,6 +129,30 @@ impl Calls {
         let call = o.call;
         match ev {
             EdgeEvent::LegRinging { .. } => self.edge.ring_pbx(call).await,
+            EdgeEvent::LegEarlyMedia { sdp, .. } => {
+                // The PBX's ringback or announcement: heard by the operator at once (183 with
+                // homeline's answer, which the 200 repeats).
+                let codec = o.negotiated.payloads.codec;
+                let media = SessionDescription::parse_bytes(&sdp)
+                    .ok()
+                    .and_then(|sdp| negotiate(&sdp, &[codec], Direction::SendRecv).ok());
+                let Some(n) = media else {
+                    debug!(leg, "early media without usable SDP: ringing only");
+                    self.edge.ring_pbx(call).await;
+                    return None;
+                };
+                let _ = o
+                    .relay
+                    .send(Control::Configure(Leg::A, LegMedia::from(&n)))
+                    .await;
+                let _ = o.relay.send(Control::Bridge).await;
+                let answer = o
+                    .operator_sdp
+                    .answer(&o.offer, &o.negotiated, o.operator_port);
+                o.early_answer = Some(answer.clone());
+                debug!(call = call.0, leg, "outbound call: early media");
+                self.edge.progress_pbx(call, answer.into_bytes()).await;
+            }
             EdgeEvent::LegAnswered { answer, .. } => {
                 let codec = o.negotiated.payloads.codec;
                 let media = answer
@@ -143,9 +172,12 @@ impl Calls {
                     .send(Control::Configure(Leg::A, LegMedia::from(&n)))
                     .await;
                 let _ = o.relay.send(Control::Bridge).await;
-                let sdp = o
-                    .operator_sdp
-                    .answer(&o.offer, &o.negotiated, o.operator_port);
+                let sdp = match o.early_answer.take() {
+                    Some(sdp) => sdp,
+                    None => o
+                        .operator_sdp
+                        .answer(&o.offer, &o.negotiated, o.operator_port),
+                };
                 info!(call = call.0, leg, "outbound call answered");
                 self.edge.answer_pbx(call, sdp.into_bytes()).await;
             }
@@ -247,6 +279,7 @@ impl Calls {
                 offer,
                 negotiated,
                 operator_sdp: LocalSdp::new((self.seed >> 2) ^ 1, ip),
+                early_answer: None,
                 answered: false,
             },
         );

@@ -27,7 +27,11 @@ impl Calls {
                 },
                 None,
             ),
-            EdgeEvent::LegRinging { leg } if outside(&leg) => {
+            // The caller keeps music on hold while the target rings (its early media is not
+            // passed on: leg B still faces the transferring operator).
+            EdgeEvent::LegRinging { leg } | EdgeEvent::LegEarlyMedia { leg, .. }
+                if outside(&leg) =>
+            {
                 debug!(leg = leg.0, "outside target ringing");
                 return None;
             }
