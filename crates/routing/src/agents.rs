@@ -92,12 +92,28 @@ impl<R: Entropy> Router<R> {
 
     /// A login, or the operator's device back after its connection was lost (a softphone
     /// registering again after its registration expired or its TCP connection closed): both
-    /// start afresh. Any other state is kept (a second device, a refresh).
+    /// start afresh; back during a call (Ready on registration), the call ends as if the
+    /// connection had not been lost. Any other state is kept (a second device, a refresh).
     pub(crate) fn on_login(&mut self, now: Time, a: u32, ready: bool) -> Result<(), EventError> {
         let back = AgentState::NotReady {
             reason: NotReadyReason::ConnectionLost,
         };
-        let state = &self.agents[a as usize].state;
+        // Back during a call: the Not Ready the loss left for after the call is undone when
+        // the phone comes back Ready (wrap-up after a queue call, Ready after an own one).
+        let lost = AfterCall::NotReady(NotReadyReason::ConnectionLost);
+        let agent = &mut self.agents[a as usize];
+        match agent.state {
+            AgentState::OnCall { .. } if ready && agent.after_call == lost => {
+                agent.after_call = AfterCall::WrapUp;
+                return Ok(());
+            }
+            AgentState::OutboundCall { .. } if ready && agent.after_call == lost => {
+                agent.after_call = AfterCall::Ready;
+                return Ok(());
+            }
+            _ => {}
+        }
+        let state = &agent.state;
         if *state != AgentState::LoggedOut && *state != back {
             return Ok(());
         }

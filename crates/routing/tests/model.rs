@@ -917,6 +917,15 @@ impl Harness {
             }
             Event::Ready { agent } => (agent, Some(Next::Ready)),
             Event::WrapUpDone { agent } => (agent, None),
+            // The phone back Ready during the call undoes the loss's Not Ready.
+            Event::Login { agent, ready: true } => {
+                if let Some((_, n)) = self.agents.get_mut(agent).and_then(|m| m.own.as_mut())
+                    && *n == Next::NotReady(NotReadyReason::ConnectionLost)
+                {
+                    *n = Next::Ready;
+                }
+                return;
+            }
             _ => return,
         };
         let Some((_, n)) = self.agents.get_mut(agent).and_then(|m| m.own.as_mut()) else {

@@ -796,6 +796,51 @@ fn a_device_back_after_a_lost_connection_logs_in_afresh_but_other_not_ready_stay
 }
 
 #[test]
+fn a_device_back_during_a_call_undoes_the_not_ready_the_loss_left_for_after_it() {
+    let mut h = three(Strategy::LongestIdle);
+    h.ready("a");
+    let (c1, _) = h.call("q");
+    h.ev(Event::OfferAccepted {
+        call: c1,
+        agent: h.a("a"),
+    });
+    h.ev(Event::ConnectionLost { agent: h.a("a") });
+    h.ev(Event::Login {
+        agent: h.a("a"),
+        ready: true,
+    });
+    assert_eq!(h.state("a"), AgentState::OnCall { call: c1 });
+    h.ev(Event::CallEnded { call: c1 });
+    assert!(
+        matches!(
+            h.state("a"),
+            AgentState::WrapUp { .. } | AgentState::Available
+        ),
+        "{:?}",
+        h.state("a")
+    );
+    // Not ready on registration: the loss stands.
+    let (c2, _) = h.call("q");
+    h.ev(Event::WrapUpDone { agent: h.a("a") });
+    h.ev(Event::OfferAccepted {
+        call: c2,
+        agent: h.a("a"),
+    });
+    h.ev(Event::ConnectionLost { agent: h.a("a") });
+    h.ev(Event::Login {
+        agent: h.a("a"),
+        ready: false,
+    });
+    h.ev(Event::CallEnded { call: c2 });
+    assert_eq!(
+        h.state("a"),
+        AgentState::NotReady {
+            reason: NotReadyReason::ConnectionLost
+        }
+    );
+}
+
+#[test]
 fn not_ready_and_logout_during_a_call_apply_after_it() {
     let mut h = three(Strategy::LongestIdle);
     h.ready("a");
