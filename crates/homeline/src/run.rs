@@ -247,7 +247,7 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
 
 /// Says plainly what is not built yet.
 fn report_not_built(cfg: &Config) {
-    warn!("not built yet: WebRTC media, music on hold from a WAV, outbound calls over TCP trunks");
+    warn!("not built yet: WebRTC media, music on hold from a WAV");
     warn!(
         listen = %cfg.http.listen,
         "not built yet: HTTP API, operator console and metrics; nothing listens for HTTP"
