@@ -12,6 +12,12 @@
 //! - two operators answer a `ring-all` offer at once: the first wins, the other is hung up;
 //! - a CANCEL crosses the operator's `200`: the leg is hung up and the call goes on.
 //!
+//! ## Outside legs
+//! A call transferred by its operator to an outside number, or an answered call overflowing
+//! to an external target, gets an *outside leg* through the trunk it came in on
+//! ([`Output::CallOutside`], `Outside*` inputs, a no-answer deadline of [`OUTSIDE_RING`]);
+//! see the `outside` module for who keeps the call when the target answers or fails.
+//!
 //! Every call ends in exactly one outcome per queue visit (the routing core's guarantee), and
 //! the engine emits [`Output::CallDone`] exactly once per call.
 
