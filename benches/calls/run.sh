@@ -156,6 +156,8 @@ public_address = "127.0.0.1"
 domain = "127.0.0.1"
 user_agent = "homeline-bench"
 digest_algorithms = ["MD5"]
+# The SIPp operators do not answer OPTIONS: no qualify (it would drop their bindings).
+qualify_interval = "0s"
 
 [http]
 listen = "127.0.0.1:$HTTP_PORT"

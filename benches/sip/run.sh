@@ -114,6 +114,8 @@ domain = "127.0.0.1"
 user_agent = "homeline-bench"
 min_expires = "10s"
 digest_algorithms = ["MD5", "SHA-256"]
+# The SIPp operators do not answer OPTIONS: no qualify (it would drop their bindings).
+qualify_interval = "0s"
 
 [http]
 listen = "127.0.0.1:$HTTP_PORT"
