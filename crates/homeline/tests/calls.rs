@@ -29,8 +29,10 @@ use audio::*;
 
 #[allow(dead_code)]
 mod rtp_capture;
-use rtp_capture::{Capture, Rtp};
+use rtp_capture::relay::{ByLeg, by_leg, relay_legs};
+use rtp_capture::{Capture, pcmu_audio};
 
+#[allow(dead_code)]
 mod call_setup;
 use call_setup::*;
 
@@ -40,16 +42,11 @@ use sip_harness::{
     require,
 };
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-/// homeline's music on hold.
-const MOH_HZ: f64 = 440.0;
-/// Share of the signal's energy a tone must have for a check to pass.
-const TONE_SHARE: f64 = 0.5;
 
 // ---- audio ----
 
@@ -91,30 +88,6 @@ fn read_wav(path: &Path) -> (u32, Vec<i16>) {
         at = body + len + (len & 1);
     }
     bad("no data chunk")
-}
-
-/// A description of `samples` for failure messages: length, level, and the share of each
-/// tone of these tests.
-fn describe_audio(samples: &[i16], rate: u32) -> String {
-    format!(
-        "{:.2} s, rms {:.0}, share at {PBX_HZ} Hz {:.2}, at {OPERATOR_HZ} Hz {:.2}, at {MOH_HZ} Hz {:.2}",
-        samples.len() as f64 / f64::from(rate.max(1)),
-        rms(samples),
-        tone_share(samples, rate, PBX_HZ),
-        tone_share(samples, rate, OPERATOR_HZ),
-        tone_share(samples, rate, MOH_HZ),
-    )
-}
-
-// ---- captured audio ----
-
-/// The audio of PCMU packets, in capture order.
-fn pcmu_audio<'a>(packets: impl IntoIterator<Item = &'a Rtp>) -> Vec<i16> {
-    packets
-        .into_iter()
-        .filter(|p| p.pt == 0)
-        .flat_map(|p| p.payload.iter().map(|&b| unulaw(b)))
-        .collect()
 }
 
 // ---- baresip ----
@@ -298,52 +271,6 @@ fn read_netstrings(mut stream: TcpStream, sink: &(Mutex<Vec<Value>>, Condvar)) {
     }
 }
 
-// ---- relay reports ----
-
-/// Packets received and lost on one leg, from a `call media ended` line's relay report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LegMedia {
-    packets: u64,
-    lost: u64,
-    forwarded: u64,
-}
-
-/// Where homeline sent the PBX leg's (`a`) and the operator leg's (`b`) RTP: the
-/// `remote_rtp` addresses of a relay report (its Debug text).
-fn relay_remotes(report: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
-    let remote = |text: &str| -> Option<SocketAddr> {
-        let at = text.find("remote_rtp: Some(")? + "remote_rtp: Some(".len();
-        let end = text[at..].find(')')? + at;
-        text[at..end].parse().ok()
-    };
-    match (report.find("a: LegReport"), report.find("b: LegReport")) {
-        (Some(a), Some(b)) => (remote(&report[a..b]), remote(&report[b..])),
-        _ => (None, None),
-    }
-}
-
-/// The PBX leg (`a`) and the operator leg (`b`) of a relay report (its Debug text).
-fn relay_legs(report: &str) -> Option<(LegMedia, LegMedia)> {
-    let number = |text: &str, key: &str| -> Option<u64> {
-        let at = text.find(&format!("{key}: "))? + key.len() + 2;
-        let digits: String = text[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    let leg = |text: &str| -> Option<LegMedia> {
-        Some(LegMedia {
-            packets: number(text, "packets")?,
-            lost: number(text, "lost")?,
-            forwarded: number(text, "forwarded")?,
-        })
-    };
-    let b_at = report.find("b: LegReport")?;
-    let a_at = report.find("a: LegReport")?;
-    Some((leg(&report[a_at..b_at])?, leg(&report[b_at..])?))
-}
-
 // ---- tests ----
 
 /// Issue 4, test 1: a PBX call answered by a baresip operator, audio checked both ways; the
@@ -368,45 +295,17 @@ fn a_call_is_answered_by_baresip_with_audio_both_ways_and_either_side_hangs_up()
         );
     }
     let packets = capture.stop();
-    let line = h
-        .logs
-        .wait_for(from, WAIT, |l| {
-            l.is("call outcome", &[("queue", "support")])
-        })
-        .map(|(_, l)| l)
-        .unwrap_or_else(|| panic!("no call outcome for call 1\n{}", h.report()));
-    assert!(
-        outcome(&line).starts_with("Answered"),
-        "call 1's outcome: {}\n{}",
-        line.raw,
-        h.report()
-    );
-    let media = h
-        .logs
-        .wait_for(from, WAIT, |l| l.is("call media ended", &[]))
-        .map(|(_, l)| l.field("media").unwrap_or_default())
-        .unwrap_or_else(|| panic!("no \"call media ended\" for call 1\n{}", h.report()));
+    expect_answered(&mut h, from, "call 1");
+    let media = expect_media_report(&mut h, from);
     // Where homeline sent each leg's media (the PBX's and baresip's RTP sockets; baresip's
     // sends from 127.0.0.1, whatever its SDP says).
-    let (to_pbx_addr, to_operator_addr) = relay_remotes(&media);
-    let sent_to =
-        |p: &Rtp, to: Option<SocketAddr>| to.is_some_and(|a| a == SocketAddr::from(p.dst));
-
+    let ByLeg {
+        to_operator,
+        to_pbx,
+        bridged_to_pbx,
+        ..
+    } = by_leg(&packets, &media);
     // What the operator heard: baresip's recording, and what homeline sent it.
-    let to_operator: Vec<&Rtp> = packets
-        .iter()
-        .filter(|p| sent_to(p, to_operator_addr))
-        .collect();
-    let first_to_operator = packets.iter().position(|p| sent_to(p, to_operator_addr));
-    let to_pbx: Vec<&Rtp> = packets.iter().filter(|p| sent_to(p, to_pbx_addr)).collect();
-    // Bridged: what the PBX got once homeline sent anything to the operator.
-    let bridged_to_pbx: Vec<&Rtp> = match first_to_operator {
-        Some(i) => packets[i..]
-            .iter()
-            .filter(|p| sent_to(p, to_pbx_addr))
-            .collect(),
-        None => Vec::new(),
-    };
     let sent_operator = pcmu_audio(to_operator.iter().copied());
     let heard_pbx = pcmu_audio(bridged_to_pbx.iter().copied());
     let recordings = alice.received();
@@ -464,19 +363,7 @@ fn a_call_is_answered_by_baresip_with_audio_both_ways_and_either_side_hangs_up()
         "baresip saw no CALL_CLOSED for call 2\n{}",
         alice.report()
     );
-    let line = h
-        .logs
-        .wait_for(from, WAIT, |l| {
-            l.is("call outcome", &[("queue", "support")])
-        })
-        .map(|(_, l)| l)
-        .unwrap_or_else(|| panic!("no call outcome for call 2\n{}", h.report()));
-    assert!(
-        outcome(&line).starts_with("Answered"),
-        "call 2's outcome: {}\n{}",
-        line.raw,
-        h.report()
-    );
+    expect_answered(&mut h, from, "call 2");
     h.expect_event(from, WAIT, "call media ended", &[]);
 }
 
@@ -640,17 +527,13 @@ fn a_caller_hanging_up_in_the_queue_is_abandoned_after_music_on_hold() {
     pbx(&h, "pbx_talk.xml").arg("-d").arg("2500").run(&mut h);
     let lines = expect_outcomes(&mut h, 1, WAIT);
     assert_eq!(outcome(&lines[0]), "Abandoned", "{}", h.report());
-    let media = h
-        .logs
-        .wait_for(0, WAIT, |l| l.is("call media ended", &[]))
-        .map(|(_, l)| l.field("media").unwrap_or_default())
-        .unwrap_or_else(|| panic!("no \"call media ended\"\n{}", h.report()));
+    let media = expect_media_report(&mut h, 0);
     let packets = capture.stop();
-    let (to_pbx_addr, _) = relay_remotes(&media);
-    let moh: Vec<&Rtp> = packets
-        .iter()
-        .filter(|p| to_pbx_addr.is_some_and(|a| a == SocketAddr::from(p.dst)))
-        .collect();
+    let ByLeg {
+        to_pbx_addr,
+        to_pbx: moh,
+        ..
+    } = by_leg(&packets, &media);
     let audio = pcmu_audio(moh.iter().copied());
     let heard = describe_audio(&audio, 8000);
     eprintln!("music on hold: {} packets, {heard}", moh.len());

@@ -17,40 +17,23 @@
 #[allow(dead_code, unused_imports)]
 mod sip_harness;
 
+mod audio;
+
 #[allow(dead_code)]
 mod rtp_capture;
 
+#[allow(dead_code)]
+mod call_setup;
+use call_setup::*;
+
 use rtp_capture::{Capture, Rtp, event_packets, write_pcap};
-use sip_harness::{AGENT_IP, Homeline, Setup, repo, require};
+use sip_harness::AGENT_IP;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-const PASSWORD: &str = "demo-password";
-const WAIT: Duration = Duration::from_secs(8);
 /// Telephone-event payload types: the PBX's, and the operator's (not homeline's 101).
 const PBX_TE: u8 = 101;
 const OPERATOR_TE: u8 = 96;
-
-fn sipp_dir() -> PathBuf {
-    repo().join("tests/calls/sipp")
-}
-
-fn start(name: &str) -> Homeline {
-    require("sipp", "sip-tester");
-    let agents =
-        format!("[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n");
-    Homeline::start(
-        name,
-        Setup::default()
-            .sip("digest_algorithms", r#"["MD5"]"#)
-            .template(repo().join("tests/calls/homeline.toml.in"))
-            .value("STRATEGY", "longest-idle")
-            .value("RING_TIMEOUT", "15s")
-            .value("WRAP_UP", "0s")
-            .value("AGENTS", &agents),
-    )
-}
 
 /// The telephone-event packets of `code` among `packets`, in capture order.
 fn events_of(packets: &[&Rtp], code: u8) -> Vec<Rtp> {
@@ -129,43 +112,25 @@ fn expect_generated(what: &str, got: &[Rtp], code: u8, samples: u16, pt: u8, con
 
 #[test]
 fn dtmf_passes_through_both_ways_and_sip_info_from_the_operator_reaches_the_pbx_as_rfc_4733() {
-    let mut h = start("dtmf");
+    let mut h = start(
+        "dtmf",
+        Queue {
+            agents: &["alice"],
+            ..Queue::default()
+        },
+    );
     // the PBX's `7` (100 ms) and the operator's `9` (80 ms), as their phones would send them
     let pbx_sent = event_packets(7, PBX_TE, 5, 1000, 160_000, 0x0B0B_0B0B);
     let operator_sent = event_packets(9, OPERATOR_TE, 4, 2000, 320_000, 0x0A0A_0A0A);
     write_pcap(&h.dir.join("pbx_events.pcap"), &pbx_sent);
     write_pcap(&h.dir.join("operator_events.pcap"), &operator_sent);
 
-    let operator = h
-        .sipp_in(&sipp_dir(), "operator_register.xml")
-        .source_ip(AGENT_IP)
-        .service("alice")
-        .auth("alice", PASSWORD)
-        .arg("-oocsf")
-        .arg(&sipp_dir().join("operator_dtmf.xml").to_string_lossy())
-        .arg("-d")
-        .arg("12000")
-        .start(1);
-    h.expect_event(
-        0,
-        WAIT,
-        "operator state",
-        &[("agent", "alice"), ("state", "available")],
-    );
+    let operator = call_setup::operator(&h, "alice", "operator_dtmf.xml", Duration::from_secs(12));
+    expect_available(&mut h, 0, &["alice"]);
     let capture = Capture::start(&h, "dtmf");
-    h.sipp_in(&sipp_dir(), "pbx_dtmf.xml")
-        .service("8000")
-        .arg("-d")
-        .arg("3000")
-        .run(&mut h);
-    h.expect_event(0, WAIT, "call media ended", &[]);
+    pbx(&h, "pbx_dtmf.xml").arg("-d").arg("3000").run(&mut h);
+    let media = expect_media_report(&mut h, 0);
     let packets = capture.stop();
-    let media = h
-        .logs
-        .matching(|l| l.is("call media ended", &[]))
-        .first()
-        .and_then(|l| l.field("media"))
-        .unwrap_or_default();
     println!("relay report: {media}");
     let a_leg = media.split("b: LegReport").next().unwrap_or_default();
     assert!(

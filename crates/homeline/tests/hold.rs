@@ -22,109 +22,34 @@ use audio::*;
 
 #[allow(dead_code)]
 mod rtp_capture;
+use rtp_capture::{Capture, Rtp, pcmu_audio};
 
-use rtp_capture::{Capture, Rtp};
-use sip_harness::{AGENT_IP, Homeline, RunningSipp, Setup, repo, require};
+#[allow(dead_code)]
+mod call_setup;
+use call_setup::*;
+
+use sip_harness::{AGENT_IP, Homeline, RunningSipp};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-const PASSWORD: &str = "demo-password";
-const WAIT: Duration = Duration::from_secs(8);
-const PBX_HZ: f64 = 1000.0;
-const OPERATOR_HZ: f64 = 660.0;
-const MOH_HZ: f64 = 440.0;
-/// Share of the signal's energy a tone must have for a check to pass.
-const TONE_SHARE: f64 = 0.5;
-
-fn sipp_dir() -> PathBuf {
-    repo().join("tests/calls/sipp")
-}
-
-/// One test at a time: they share the CPU with real-time audio and SIPp timers.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn start(name: &str) -> Homeline {
-    require("sipp", "sip-tester");
-    let agents = format!(
-        "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
-         ready_on_register = true\n"
-    );
-    let h = Homeline::start(
+/// homeline with the operator `alice` only.
+fn start_alice(name: &str) -> Homeline {
+    start(
         name,
-        Setup::default()
-            .sip("digest_algorithms", r#"["MD5"]"#)
-            .template(repo().join("tests/calls/homeline.toml.in"))
-            .value("STRATEGY", "longest-idle")
-            .value("RING_TIMEOUT", "15s")
-            .value("WRAP_UP", "0s")
-            .value("AGENTS", &agents),
-    );
-    for (file, hz) in [
-        ("tone1k_ulaw.wav", PBX_HZ),
-        ("tone660_ulaw.wav", OPERATOR_HZ),
-    ] {
-        let path = h.dir.join(file);
-        std::fs::write(&path, wav_ulaw(&tone(hz, 3.0, 0.5)))
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-    }
-    h
+        Queue {
+            agents: &["alice"],
+            ..Queue::default()
+        },
+    )
 }
 
-/// SIPp operator `alice` registering from 127.0.0.2; `answer` handles homeline's INVITE.
-fn operator(h: &mut Homeline, answer: &str) -> RunningSipp {
-    let ops = h
-        .sipp_in(&sipp_dir(), "operator_register.xml")
-        .source_ip(AGENT_IP)
-        .service("alice")
-        .auth("alice", PASSWORD)
-        .arg("-oocsf")
-        .arg(&sipp_dir().join(answer).to_string_lossy())
-        .arg("-d")
-        .arg("16000")
-        .start(1);
-    h.expect_event(
-        0,
-        WAIT,
-        "operator state",
-        &[("agent", "alice"), ("state", "available")],
-    );
+/// SIPp operator `alice` registering from 127.0.0.2 (Available); `answer` handles homeline's
+/// INVITE.
+fn alice(h: &mut Homeline, answer: &str) -> RunningSipp {
+    let ops = operator(h, "alice", answer, Duration::from_secs(16));
+    expect_available(h, 0, &["alice"]);
     ops
-}
-
-/// Fails unless the operator's out-of-call scenario ran without an error.
-#[track_caller]
-fn expect_no_sipp_errors(ops: &RunningSipp, h: &mut Homeline) {
-    let errors = ops.errors();
-    let failed = [
-        "Abort",
-        "nexpected",
-        "ailed",
-        "imeout",
-        "etransmission",
-        "Discard",
-    ]
-    .iter()
-    .any(|w| errors.contains(w));
-    assert!(
-        !failed,
-        "{}: errors in SIPp's error log\n{errors}\n{}",
-        ops.describe(),
-        ops.report(h)
-    );
-}
-
-fn audio(packets: &[&Rtp]) -> Vec<i16> {
-    packets
-        .iter()
-        .filter(|p| p.pt == 0)
-        .flat_map(|p| p.payload.iter().map(|&b| unulaw(b)))
-        .collect()
 }
 
 /// The packets homeline sent to one side, in capture order, split around the hold: the
@@ -163,7 +88,7 @@ fn expect_hold_window(what: &str, to: &[&Rtp], talk_hz: f64, context: &str) {
         .filter(|p| p.ssrc == relayed)
         .copied()
         .collect();
-    let share = |ps: &[&Rtp], hz| tone_share(&audio(ps), 8000, hz);
+    let share = |ps: &[&Rtp], hz| tone_share(&pcmu_audio(ps.iter().copied()), 8000, hz);
     let summary = format!(
         "{what}: {} packets relayed before the hold ({:.2} at {talk_hz} Hz), {} of music on \
          hold ({:.2} at 440 Hz), {} relayed after ({:.2} at {talk_hz} Hz)",
@@ -196,32 +121,41 @@ fn split(packets: &[Rtp]) -> (Vec<&Rtp>, Vec<&Rtp>) {
     (to_operator, to_pbx)
 }
 
-fn media_report(h: &Homeline) -> String {
-    h.logs
-        .matching(|l| l.is("call media ended", &[]))
-        .first()
-        .and_then(|l| l.field("media"))
-        .unwrap_or_default()
+/// A call held and resumed: homeline with alice answering with `answer`, the PBX's
+/// `scenario` with `pbx_args`, and what homeline sent captured. Fails unless alice's SIPp saw
+/// no error; returns homeline, alice's message trace, the packets and a failure context.
+fn held_call(
+    name: &str,
+    answer: &str,
+    scenario: &str,
+    pbx_args: &[&str],
+) -> (Homeline, String, Vec<Rtp>, String) {
+    let mut h = start_alice(name);
+    let ops = alice(&mut h, answer);
+    let capture = Capture::start(&h, name);
+    pbx_args
+        .iter()
+        .fold(pbx(&h, scenario), |sipp, a| sipp.arg(a))
+        .run(&mut h);
+    let media = expect_media_report(&mut h, 0);
+    h.expect_event(0, WAIT, "call outcome", &[]);
+    let packets = capture.stop();
+    println!("relay report: {media}");
+    expect_no_sipp_errors(&ops, &mut h);
+    let trace = ops.messages();
+    let context = format!("operator SIPp:\n{trace}\n{}", h.report());
+    (h, trace, packets, context)
 }
 
 #[test]
 fn the_operator_holds_and_resumes_and_the_caller_hears_music_on_hold_meanwhile() {
     let _serial = serial();
-    let mut h = start("hold_by_operator");
-    let ops = operator(&mut h, "operator_hold.xml");
-    let capture = Capture::start(&h, "hold_by_operator");
-    h.sipp_in(&sipp_dir(), "pbx_talk.xml")
-        .service("8000")
-        .arg("-d")
-        .arg("8000")
-        .run(&mut h);
-    h.expect_event(0, WAIT, "call media ended", &[]);
-    h.expect_event(0, WAIT, "call outcome", &[]);
-    let packets = capture.stop();
-    println!("relay report: {}", media_report(&h));
-    expect_no_sipp_errors(&ops, &mut h);
-    let trace = ops.messages();
-    let context = format!("operator SIPp:\n{trace}\n{}", h.report());
+    let (h, trace, packets, context) = held_call(
+        "hold_by_operator",
+        "operator_hold.xml",
+        "pbx_talk.xml",
+        &["-d", "8000"],
+    );
     assert!(
         trace.contains("CSeq: 1 INVITE")
             && trace.contains("CSeq: 2 INVITE")
@@ -246,18 +180,8 @@ fn the_operator_holds_and_resumes_and_the_caller_hears_music_on_hold_meanwhile()
 #[test]
 fn the_pbx_holds_and_resumes_and_the_operator_leg_stays_up() {
     let _serial = serial();
-    let mut h = start("hold_by_pbx");
-    let ops = operator(&mut h, "operator_answer.xml");
-    let capture = Capture::start(&h, "hold_by_pbx");
-    let pbx = h.sipp_in(&sipp_dir(), "pbx_hold.xml").service("8000");
-    pbx.run(&mut h);
-    h.expect_event(0, WAIT, "call media ended", &[]);
-    h.expect_event(0, WAIT, "call outcome", &[]);
-    let packets = capture.stop();
-    println!("relay report: {}", media_report(&h));
-    expect_no_sipp_errors(&ops, &mut h);
-    let trace = ops.messages();
-    let context = format!("operator SIPp:\n{trace}\n{}", h.report());
+    let (h, trace, packets, context) =
+        held_call("hold_by_pbx", "operator_answer.xml", "pbx_hold.xml", &[]);
     assert!(
         trace.matches("BYE sip:").count() == 1,
         "the operator leg should end once, with the PBX's BYE\n{context}"

@@ -21,96 +21,21 @@ mod sip_harness;
 mod audio;
 use audio::*;
 
-use rtp_capture::{Capture, Rtp};
-use sip_harness::{
-    AGENT_IP, Background, Homeline, Setup, fill, free_udp_block, repo, require, sip_dir,
-};
+#[allow(dead_code)]
+mod call_setup;
+use call_setup::*;
+
+use rtp_capture::relay::{ByLeg, by_leg, relay_legs};
+use rtp_capture::{Capture, g711_audio};
+use sip_harness::{AGENT_IP, Background, Homeline, fill, free_udp_block, require, sip_dir};
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "demo-password";
-/// What the PBX sends.
-const PBX_HZ: f64 = 1000.0;
-/// What linphone sends.
-const OPERATOR_HZ: f64 = 660.0;
-/// homeline's music on hold.
-const MOH_HZ: f64 = 440.0;
-/// Share of the signal's energy a tone must have for a check to pass.
-const TONE_SHARE: f64 = 0.5;
-const WAIT: Duration = Duration::from_secs(8);
 /// How long the PBX streams after homeline answers it, then hangs up.
 const PBX_TALK_MS: u64 = 6000;
-
-fn write(path: &Path, contents: impl AsRef<[u8]>) {
-    std::fs::write(path, contents)
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-}
-
-// ---- audio ----
-
-/// Length, level and the share of each tone of this test, for failure messages.
-fn describe_audio(samples: &[i16]) -> String {
-    format!(
-        "{:.2} s, rms {:.0}, share at {PBX_HZ} Hz {:.2}, at {OPERATOR_HZ} Hz {:.2}, at {MOH_HZ} Hz {:.2}",
-        samples.len() as f64 / 8000.0,
-        rms(samples),
-        tone_share(samples, 8000, PBX_HZ),
-        tone_share(samples, 8000, OPERATOR_HZ),
-        tone_share(samples, 8000, MOH_HZ),
-    )
-}
-
-/// The audio of G.711 packets (PT 0 or 8), in capture order.
-fn g711_audio<'a>(packets: impl IntoIterator<Item = &'a Rtp>) -> Vec<i16> {
-    packets
-        .into_iter()
-        .flat_map(|p| -> Vec<i16> {
-            match p.pt {
-                0 => p.payload.iter().map(|&b| unulaw(b)).collect(),
-                8 => p.payload.iter().map(|&b| unalaw(b)).collect(),
-                _ => Vec::new(),
-            }
-        })
-        .collect()
-}
-
-/// Where homeline sent the PBX leg's (`a`) and the operator leg's (`b`) RTP: the
-/// `remote_rtp` addresses of a relay report (its Debug text).
-fn relay_remotes(report: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
-    let remote = |text: &str| -> Option<SocketAddr> {
-        let at = text.find("remote_rtp: Some(")? + "remote_rtp: Some(".len();
-        let end = text[at..].find(')')? + at;
-        text[at..end].parse().ok()
-    };
-    match (report.find("a: LegReport"), report.find("b: LegReport")) {
-        (Some(a), Some(b)) => (remote(&report[a..b]), remote(&report[b..])),
-        _ => (None, None),
-    }
-}
-
-/// `packets`, `forwarded` of the PBX leg (`a`) and the operator leg (`b`) of a relay report.
-fn relay_counts(report: &str) -> Option<((u64, u64), (u64, u64))> {
-    let number = |text: &str, key: &str| -> Option<u64> {
-        let at = text.find(&format!("{key}: "))? + key.len() + 2;
-        let digits: String = text[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    let leg = |t: &str| Some((number(t, "packets")?, number(t, "forwarded")?));
-    let a = report.find("a: LegReport")?;
-    let b = report.find("b: LegReport")?;
-    if a < b {
-        Some((leg(&report[a..b])?, leg(&report[b..])?))
-    } else {
-        Some((leg(&report[a..])?, leg(&report[b..a])?))
-    }
-}
 
 // ---- linphone-daemon ----
 
@@ -252,28 +177,15 @@ impl Drop for Linphone {
 
 #[test]
 fn linphone_operator_answers_a_call_with_audio_both_ways() {
-    require("sipp", "sip-tester");
     let started = Instant::now();
-    let calls = repo().join("tests/calls");
-    let agents = format!(
-        "[[agent]]\nname = \"bob\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
-         ready_on_register = true\n"
-    );
-    let mut h = Homeline::start(
+    let mut h = start(
         "call_linphone",
-        Setup::default()
+        Queue {
+            agents: &["bob"],
             // linphone answers either; SHA-256 first, as it prefers.
-            .sip("digest_algorithms", r#"["SHA-256", "MD5"]"#)
-            .template(calls.join("homeline.toml.in"))
-            .value("STRATEGY", "longest-idle")
-            .value("RING_TIMEOUT", "15s")
-            .value("WRAP_UP", "0s")
-            .value("AGENTS", &agents),
-    );
-    // SIPp's rtp_stream wants G.711 already encoded; it runs in homeline's directory.
-    write(
-        &h.dir.join("tone1k_ulaw.wav"),
-        wav_ulaw(&tone(PBX_HZ, 3.0, 0.5)),
+            digest_algorithms: r#"["SHA-256", "MD5"]"#,
+            ..Queue::default()
+        },
     );
     // linphone's player does not loop: longer than the call.
     let operator_wav = h.dir.join("tone660_s16.wav");
@@ -306,9 +218,7 @@ fn linphone_operator_answers_a_call_with_audio_both_ways() {
 
     let capture = Capture::start(&h, "call");
     let from = h.logs.len();
-    let pbx = h
-        .sipp_in(&calls.join("sipp"), "pbx_talk.xml")
-        .service("8000")
+    let pbx = pbx(&h, "pbx_talk.xml")
         .arg("-d")
         .arg(&PBX_TALK_MS.to_string())
         .start(1);
@@ -334,44 +244,18 @@ fn linphone_operator_answers_a_call_with_audio_both_ways() {
     pbx.wait(&mut h);
     let packets = capture.stop();
 
-    let line = h
-        .logs
-        .wait_for(from, WAIT, |l| {
-            l.is("call outcome", &[("queue", "support")])
-        })
-        .map(|(_, l)| l)
-        .unwrap_or_else(|| panic!("no call outcome\n{}", h.report()));
-    let outcome = line.field("outcome").unwrap_or_default();
-    assert!(
-        outcome.starts_with("Answered"),
-        "the call's outcome: {}\n{}",
-        line.raw,
-        h.report()
-    );
-    let media = h
-        .logs
-        .wait_for(from, WAIT, |l| l.is("call media ended", &[]))
-        .map(|(_, l)| l.field("media").unwrap_or_default())
-        .unwrap_or_else(|| panic!("no \"call media ended\"\n{}", h.report()));
-    let counts = relay_counts(&media);
-    // Where homeline sent each leg's media: the PBX's and linphone's RTP sockets.
-    let (to_pbx_addr, to_operator_addr) = relay_remotes(&media);
-    let sent_to =
-        |p: &Rtp, to: Option<SocketAddr>| to.is_some_and(|a| a == SocketAddr::from(p.dst));
-    let to_operator: Vec<&Rtp> = packets
-        .iter()
-        .filter(|p| sent_to(p, to_operator_addr))
-        .collect();
-    let first_to_operator = packets.iter().position(|p| sent_to(p, to_operator_addr));
-    // Bridged: what the PBX got once homeline sent anything to the operator (before, music
-    // on hold).
-    let bridged_to_pbx: Vec<&Rtp> = match first_to_operator {
-        Some(i) => packets[i..]
-            .iter()
-            .filter(|p| sent_to(p, to_pbx_addr))
-            .collect(),
-        None => Vec::new(),
-    };
+    expect_answered(&mut h, from, "the call");
+    let media = expect_media_report(&mut h, from);
+    let counts = relay_legs(&media);
+    // Where homeline sent each leg's media: the PBX's and linphone's RTP sockets; bridged:
+    // what the PBX got once homeline sent anything to the operator (before, music on hold).
+    let ByLeg {
+        to_pbx_addr,
+        to_operator_addr,
+        to_operator,
+        bridged_to_pbx,
+        ..
+    } = by_leg(&packets, &media);
     let heard_operator = g711_audio(to_operator.iter().copied());
     let heard_pbx = g711_audio(bridged_to_pbx.iter().copied());
     let mut pts: Vec<u8> = packets.iter().map(|p| p.pt).collect();
@@ -380,18 +264,18 @@ fn linphone_operator_answers_a_call_with_audio_both_ways() {
     let summary = format!(
         "capture: {} RTP packets from homeline (payload types {pts:?}), {} to linphone at \
          {to_operator_addr:?} ({}), {} to the PBX at {to_pbx_addr:?} once bridged ({}); relay \
-         (packets, forwarded) PBX leg / operator leg: {counts:?}",
+         PBX leg / operator leg: {counts:?}",
         packets.len(),
         to_operator.len(),
-        describe_audio(&heard_operator),
+        describe_audio(&heard_operator, 8000),
         bridged_to_pbx.len(),
-        describe_audio(&heard_pbx),
+        describe_audio(&heard_pbx, 8000),
     );
     eprintln!("{summary}");
-    let ((a_packets, a_forwarded), (b_packets, b_forwarded)) =
+    let (a, b) =
         counts.unwrap_or_else(|| panic!("cannot read the relay report: {media}\n{}", h.report()));
     assert!(
-        a_packets >= 100 && a_forwarded >= 100 && b_packets >= 100 && b_forwarded >= 100,
+        a.packets >= 100 && a.forwarded >= 100 && b.packets >= 100 && b.forwarded >= 100,
         "RTP did not flow both ways through the relay: {summary}\nrelay report: {media}"
     );
     assert!(

@@ -11,126 +11,69 @@
 //! Files: `tests/calls/sipp/{operator_register,operator_outbound,pbx_outbound_uas,pbx_talk}.xml`,
 //! `tests/calls/homeline_outbound.toml.in`.
 
+// Each test file uses a part of the shared harness.
 #[allow(dead_code, unused_imports)]
 mod sip_harness;
 
-use sip_harness::{AGENT_IP, HOMELINE_IP, Homeline, Setup, Sipp, free_port_pair, repo, require};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod audio;
+#[allow(dead_code)]
+mod call_setup;
+use call_setup::outbound::{
+    dial_out, expect_media_both_ways, expect_outbound_media, pbx_uas, register_alice, wait_exit,
+    wait_pbx, write_tone,
+};
+use call_setup::{PASSWORD, PBX_HZ, WAIT, sipp_dir};
 
-const PASSWORD: &str = "demo-password";
-const WAIT: Duration = Duration::from_secs(8);
+use sip_harness::{Homeline, Setup, repo};
+use std::time::Duration;
+
 /// Where the queue's caller comes from: the first trunk's PBX (no digest challenge).
 const CALLER_IP: &str = "127.0.0.3";
 
-fn sipp_dir() -> PathBuf {
-    repo().join("tests/calls/sipp")
-}
-
-/// Three seconds of a `hz` tone as a µ-law WAV (8 kHz mono).
-fn wav_ulaw(hz: f64) -> Vec<u8> {
-    let data: Vec<u8> = (0..24_000)
-        .map(|i| {
-            let s = (2.0 * std::f64::consts::PI * hz * f64::from(i) / 8000.0).sin() * 16_000.0;
-            ulaw(s as i16)
-        })
-        .collect();
-    let mut out = Vec::new();
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(50 + data.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&18u32.to_le_bytes());
-    out.extend_from_slice(&7u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&8000u32.to_le_bytes());
-    out.extend_from_slice(&8000u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&8u16.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(b"fact");
-    out.extend_from_slice(&4u32.to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&data);
-    out
-}
-
-fn ulaw(sample: i16) -> u8 {
-    let mut s = i32::from(sample);
-    let sign = if s < 0 { 0x80 } else { 0 };
-    if s < 0 {
-        s = -s;
-    }
-    s = (s + 0x84).min(0x7FFF);
-    let mut exp = 7;
-    while exp > 0 && s & (0x4000 >> (7 - exp)) == 0 {
-        exp -= 1;
-    }
-    let mantissa = (s >> (exp + 3)) & 0x0F;
-    !(sign | (exp << 4) as u8 | mantissa as u8)
+/// homeline with `tests/calls/homeline_outbound.toml.in`: the queue `support`, alice (with
+/// `agent_keys`, e.g. her `trunk` and `caller_id`), the PBX of trunk `pbx` on `pbx_port`, and
+/// the template's other values from `setup`.
+fn start(name: &str, pbx_port: u16, agent_keys: &str, setup: Setup) -> Homeline {
+    let agents = format!(
+        "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
+         ready_on_register = true\n{agent_keys}"
+    );
+    Homeline::start(
+        name,
+        setup
+            .sip("digest_algorithms", r#"["MD5"]"#)
+            .template(repo().join("tests/calls/homeline_outbound.toml.in"))
+            .pbx(pbx_port, "0s")
+            .value("STRATEGY", "longest-idle")
+            .value("RING_TIMEOUT", "15s")
+            .value("WRAP_UP", "0s")
+            .value("AGENTS", &agents),
+    )
 }
 
 #[test]
 fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() {
-    require("sipp", "sip-tester");
-    let pbx_port = free_port_pair(HOMELINE_IP);
-    let dir = sip_harness::test_dir("outbound_pbx");
-    std::fs::write(dir.join("tone1k_ulaw.wav"), wav_ulaw(1000.0)).expect("write the PBX's WAV");
-    let mut pbx = Sipp::uas("pbx_outbound_uas.xml", &dir, 0)
-        .scenario_dir(&sipp_dir())
-        .arg("-m")
-        .arg("1")
-        .spawn(pbx_port);
-    let agents = format!(
-        "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
-         ready_on_register = true\ntrunk = \"pbx\"\ncaller_id = \"+15550100\"\n"
-    );
+    let (pbx_port, _, pbx) = pbx_uas("outbound", "pbx_outbound_uas.xml");
+    let mut pbx = pbx.spawn(pbx_port);
     // First in the file, so the default for operators' own calls; nothing listens at its
     // address. A second PBX on 127.0.0.3 with no credentials, routing 8000 too.
     let decoy = format!(
         "[[trunk]]\nname = \"carrier\"\npbx = \"127.0.0.1:9\"\nallow = [\"{CALLER_IP}/32\"]\n\
          options_interval = \"0s\"\ncaller_id = \"+15550111\"\nroutes = {{ \"8000\" = \"support\" }}\n"
     );
-    let mut h = Homeline::start(
+    let mut h = start(
         "outbound",
+        pbx_port,
+        "trunk = \"pbx\"\ncaller_id = \"+15550100\"\n",
         Setup::default()
-            .sip("digest_algorithms", r#"["MD5"]"#)
-            .template(repo().join("tests/calls/homeline_outbound.toml.in"))
-            .pbx(pbx_port, "0s")
             .trunk_credentials("homeline", "trunk-secret")
-            .value("STRATEGY", "longest-idle")
-            .value("RING_TIMEOUT", "15s")
-            .value("WRAP_UP", "0s")
-            .value("AGENTS", &agents)
             .value("TRUNKS_BEFORE", &decoy)
             .value("TRUNK_CALLER_ID", "+15550199"),
     );
-    std::fs::write(h.dir.join("tone660_ulaw.wav"), wav_ulaw(660.0))
-        .expect("write the operator's WAV");
-    let register = h
-        .sipp_in(&sipp_dir(), "operator_register.xml")
-        .source_ip(AGENT_IP)
-        .service("alice")
-        .auth("alice", PASSWORD)
-        .start(1);
-    std::fs::write(h.dir.join("tone1k_ulaw.wav"), wav_ulaw(1000.0))
-        .expect("write the caller's WAV");
-    let ready = h.expect_event(
-        0,
-        WAIT,
-        "operator state",
-        &[("agent", "alice"), ("state", "available")],
-    );
-    let outbound = h
-        .sipp_in(&sipp_dir(), "operator_outbound.xml")
-        .source_ip(AGENT_IP)
-        .service("0612345678")
-        .arg("-key")
-        .arg("user")
-        .arg("alice")
-        .auth("alice", PASSWORD)
-        .start(1);
+    // The queue's caller streams 1 kHz too.
+    write_tone(&h.dir, "tone1k_ulaw.wav", PBX_HZ);
+    let (register, ready) = register_alice(&mut h);
+    let outbound = dial_out(&h, "operator_outbound.xml").start(1);
     let on_call = h.expect_event(
         ready,
         WAIT,
@@ -154,39 +97,20 @@ fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() 
     );
     outbound.wait(&mut h);
     drop(register);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = pbx.exited() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
+    let status = wait_pbx(&mut pbx).unwrap_or_else(|| {
+        panic!(
             "the PBX's scenario did not end (no BYE?)\n{}\n{}",
             pbx.output(),
             h.report()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        )
+    });
     assert!(
         status.success(),
         "the PBX's scenario failed (number, caller id, credentials or BYE)\n{}\n{}",
         pbx.output(),
         h.report()
     );
-    h.expect_event(0, WAIT, "outbound call media ended", &[]);
-    let media = h
-        .logs
-        .matching(|l| l.is("outbound call media ended", &[]))
-        .first()
-        .cloned()
-        .expect("a media report");
-    let report = media.field("media").unwrap_or_default();
-    let counts = [media.count("pbx_forwarded"), media.count("agent_forwarded")];
-    println!("relay report: {report}");
-    assert!(
-        counts[0] > 50 && counts[1] > 50,
-        "RTP should flow both ways (forwarded from the PBX, from the operator: {counts:?})\n{report}"
-    );
+    expect_media_both_ways(&mut h);
     // Available again after her call (waited for: it may come after the media report).
     let back = h.expect_event(
         on_call,
@@ -230,84 +154,31 @@ fn an_operator_calls_out_through_its_trunk_with_its_caller_id_and_credentials() 
 /// operator's 3 s of talk (about 250), where ringing only would forward about 150.
 #[test]
 fn the_pbx_early_media_reaches_the_operator_before_the_answer() {
-    require("sipp", "sip-tester");
-    let pbx_port = free_port_pair(HOMELINE_IP);
-    let dir = sip_harness::test_dir("outbound_early_pbx");
-    std::fs::write(dir.join("tone1k_ulaw.wav"), wav_ulaw(1000.0)).expect("write the PBX's WAV");
-    let mut pbx = Sipp::uas("pbx_outbound_early.xml", &dir, 0)
-        .scenario_dir(&sipp_dir())
-        .arg("-m")
-        .arg("1")
-        .spawn(pbx_port);
-    let agents = format!(
-        "[[agent]]\nname = \"alice\"\npassword = \"{PASSWORD}\"\nqueues = [\"support\"]\n\
-         ready_on_register = true\n"
-    );
-    let mut h = Homeline::start(
+    let (pbx_port, _, pbx) = pbx_uas("outbound_early", "pbx_outbound_early.xml");
+    let mut pbx = pbx.spawn(pbx_port);
+    let mut h = start(
         "outbound_early",
+        pbx_port,
+        "",
         Setup::default()
-            .sip("digest_algorithms", r#"["MD5"]"#)
-            .template(repo().join("tests/calls/homeline_outbound.toml.in"))
-            .pbx(pbx_port, "0s")
-            .value("STRATEGY", "longest-idle")
-            .value("RING_TIMEOUT", "15s")
-            .value("WRAP_UP", "0s")
-            .value("AGENTS", &agents)
             .value("TRUNKS_BEFORE", "")
             .value("TRUNK_CALLER_ID", "+15550100"),
     );
-    std::fs::write(h.dir.join("tone660_ulaw.wav"), wav_ulaw(660.0))
-        .expect("write the operator's WAV");
-    let register = h
-        .sipp_in(&sipp_dir(), "operator_register.xml")
-        .source_ip(AGENT_IP)
-        .service("alice")
-        .auth("alice", PASSWORD)
-        .start(1);
-    h.expect_event(
-        0,
-        WAIT,
-        "operator state",
-        &[("agent", "alice"), ("state", "available")],
-    );
-    let outbound = h
-        .sipp_in(&sipp_dir(), "operator_outbound.xml")
-        .source_ip(AGENT_IP)
-        .service("0612345678")
-        .arg("-key")
-        .arg("user")
-        .arg("alice")
-        .auth("alice", PASSWORD)
-        .start(1);
-    let mut outbound = outbound;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while outbound.exited().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the operator's call did not end\n{}",
-            h.report()
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let (register, _) = register_alice(&mut h);
+    let mut outbound = dial_out(&h, "operator_outbound.xml").start(1);
+    if wait_exit(Duration::from_secs(15), || outbound.exited()).is_none() {
+        panic!("the operator's call did not end\n{}", h.report());
     }
     let trace = outbound.messages();
     drop(register);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pbx.exited().is_none() {
-        assert!(
-            Instant::now() < deadline,
+    if wait_pbx(&mut pbx).is_none() {
+        panic!(
             "the PBX's scenario did not end\n{}\n{}",
             pbx.output(),
             h.report()
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
-    h.expect_event(0, WAIT, "outbound call media ended", &[]);
-    let media = h
-        .logs
-        .matching(|l| l.is("outbound call media ended", &[]))
-        .first()
-        .cloned()
-        .expect("a media report");
+    let media = expect_outbound_media(&mut h);
     let from_pbx = media.count("pbx_forwarded");
     let context = format!(
         "relay: {}\noperator's trace:\n{trace}\n{}",

@@ -12,72 +12,37 @@
 //! pbx_outbound_tcp_uas}.xml`, `tests/calls/homeline_outbound_tcp.toml.in`.
 
 mod audio;
+#[allow(dead_code)]
+mod call_setup;
 #[allow(dead_code, unused_imports)]
 mod sip_harness;
 
-use sip_harness::{
-    AGENT_IP, Background, HOMELINE_IP, Homeline, Setup, Sipp, free_port_pair, repo, require,
-};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use call_setup::outbound::{dial_out, expect_media_both_ways, pbx_uas, register_alice, wait_pbx};
+use call_setup::{WAIT, serial};
+use sip_harness::{Homeline, Setup, repo};
+use std::path::Path;
+use std::process::ExitStatus;
 
-const PASSWORD: &str = "demo-password";
-const WAIT: Duration = Duration::from_secs(8);
-
-fn sipp_dir() -> PathBuf {
-    repo().join("tests/calls/sipp")
-}
-
-/// Three seconds of a `hz` tone as a µ-law WAV, written to `dir/name`.
-fn write_tone(dir: &Path, name: &str, hz: f64) {
-    let wav = audio::wav_ulaw(&audio::tone(hz, 3.0, 0.5));
-    std::fs::write(dir.join(name), wav).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
-}
-
-/// Waits for the PBX's SIPp to end, failing unless it exits 0.
-fn expect_pbx_success(pbx: &mut Background, dir: &Path, h: &mut Homeline) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = pbx.exited() {
-            break Some(s);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+/// Fails unless the PBX's SIPp ended with status 0 (`status`, `None`: still running).
+fn expect_pbx_success(status: Option<ExitStatus>, pbx_output: &str, dir: &Path, h: &mut Homeline) {
     if !status.is_some_and(|s| s.success()) {
         let errors = std::fs::read_to_string(dir.join("sipp-00-pbx_outbound_tcp_uas.errors.log"))
             .unwrap_or_default();
         panic!(
             "the PBX's scenario ended with {status:?} (number, caller id, TCP Via/Contact or \
-             BYE)\n{errors}\n{}\n{}",
-            pbx.output(),
+             BYE)\n{errors}\n{pbx_output}\n{}",
             h.report()
         );
     }
-}
-
-/// The tests run one at a time (they share the machine's cores with real-time audio).
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// alice calls 0612345678 through the TCP trunk; the PBX hangs up if `pbx_hangs_up`, else
 /// she does.
 fn call_out_over_tcp(name: &str, pbx_hangs_up: bool) {
     let _serial = serial();
-    require("sipp", "sip-tester");
-    let pbx_port = free_port_pair(HOMELINE_IP);
-    let pbx_dir = sip_harness::test_dir(&format!("{name}_pbx"));
-    write_tone(&pbx_dir, "tone1k_ulaw.wav", 1000.0);
-    let mut pbx = Sipp::uas("pbx_outbound_tcp_uas.xml", &pbx_dir, 0)
-        .scenario_dir(&sipp_dir())
+    let (pbx_port, pbx_dir, pbx) = pbx_uas(name, "pbx_outbound_tcp_uas.xml");
+    let mut pbx = pbx
         .tcp()
-        .arg("-m")
-        .arg("1")
         .arg("-key")
         .arg("hangup")
         .arg(if pbx_hangs_up { "1" } else { "0" })
@@ -89,48 +54,17 @@ fn call_out_over_tcp(name: &str, pbx_hangs_up: bool) {
             .template(repo().join("tests/calls/homeline_outbound_tcp.toml.in"))
             .pbx(pbx_port, "0s"),
     );
-    write_tone(&h.dir, "tone660_ulaw.wav", 660.0);
-    let register = h
-        .sipp_in(&sipp_dir(), "operator_register.xml")
-        .source_ip(AGENT_IP)
-        .service("alice")
-        .auth("alice", PASSWORD)
-        .start(1);
-    h.expect_event(
-        0,
-        WAIT,
-        "operator state",
-        &[("agent", "alice"), ("state", "available")],
-    );
+    let (register, _) = register_alice(&mut h);
     let operator = if pbx_hangs_up {
         "operator_outbound_hungup.xml"
     } else {
         "operator_outbound.xml"
     };
-    h.sipp_in(&sipp_dir(), operator)
-        .source_ip(AGENT_IP)
-        .service("0612345678")
-        .arg("-key")
-        .arg("user")
-        .arg("alice")
-        .auth("alice", PASSWORD)
-        .run(&mut h);
+    dial_out(&h, operator).run(&mut h);
     drop(register);
-    expect_pbx_success(&mut pbx, &pbx_dir, &mut h);
-    h.expect_event(0, WAIT, "outbound call media ended", &[]);
-    let media = h
-        .logs
-        .matching(|l| l.is("outbound call media ended", &[]))
-        .first()
-        .cloned()
-        .expect("a media report");
-    let report = media.field("media").unwrap_or_default();
-    let counts = [media.count("pbx_forwarded"), media.count("agent_forwarded")];
-    println!("relay report: {report}");
-    assert!(
-        counts[0] > 50 && counts[1] > 50,
-        "RTP should flow both ways (forwarded from the PBX, from the operator: {counts:?})\n{report}"
-    );
+    let status = wait_pbx(&mut pbx);
+    expect_pbx_success(status, &pbx.output(), &pbx_dir, &mut h);
+    expect_media_both_ways(&mut h);
     h.expect_event(
         0,
         WAIT,

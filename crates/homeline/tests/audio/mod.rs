@@ -1,6 +1,7 @@
 //! Audio helpers of the end-to-end tests: tones, G.711 written independently of
 //! `homeline-media` (so the tests do not check homeline against itself), WAV files, and a
-//! Goertzel tone detector. Shared by `calls.rs`, `hold.rs` and `linphone_call.rs`.
+//! Goertzel tone detector. Shared by the call suites (directly, and through `call_setup` and
+//! `rtp_capture`).
 
 #![allow(dead_code)]
 

@@ -1,10 +1,13 @@
-//! The call suites' setup (`calls.rs`, `registration.rs`): the real `homeline` with the queue
-//! `support` of `tests/calls/homeline.toml.in` (number 8000, `when_empty = "wait"`,
+//! The call suites' setup (`calls.rs`, `registration.rs`, `hold.rs`, `dtmf.rs`,
+//! `linphone_call.rs`; [`outbound`]: the peers of `outbound.rs` and `outbound_tcp.rs`): the
+//! real `homeline` with the queue `support` of `tests/calls/homeline.toml.in` (number 8000, `when_empty = "wait"`,
 //! `max_misses = 1`) and its operators, a SIPp PBX calling 8000 from 127.0.0.1, SIPp operators
-//! registering from 127.0.0.2, and what the tests read back: `operator state` and
-//! `call outcome` log lines, SIPp's message traces and error logs.
+//! registering from 127.0.0.2, and what the tests read back: `operator state`, `call outcome`
+//! and `call media ended` log lines, SIPp's message traces and error logs.
 
-use crate::audio::{tone, wav_ulaw};
+pub mod outbound;
+
+use crate::audio::{rms, tone, tone_share, wav_ulaw};
 use crate::sip_harness::{AGENT_IP, Homeline, LogLine, RunningSipp, Setup, Sipp, repo, require};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -16,6 +19,10 @@ pub const PASSWORD: &str = "demo-password";
 pub const PBX_HZ: f64 = 1000.0;
 /// What operators send (baresip's source, SIPp operators' stream).
 pub const OPERATOR_HZ: f64 = 660.0;
+/// homeline's music on hold.
+pub const MOH_HZ: f64 = 440.0;
+/// Share of the signal's energy a tone must have for a check to pass.
+pub const TONE_SHARE: f64 = 0.5;
 /// How long a test waits for one event.
 pub const WAIT: Duration = Duration::from_secs(8);
 
@@ -53,6 +60,9 @@ pub struct Queue<'a> {
     pub agents: &'a [&'a str],
     /// The operators' `ready_on_register`.
     pub ready_on_register: bool,
+    /// `[sip] digest_algorithms`: MD5 only unless a test says otherwise (SIPp and baresip
+    /// answer only MD5).
+    pub digest_algorithms: &'a str,
 }
 
 impl Default for Queue<'_> {
@@ -64,12 +74,13 @@ impl Default for Queue<'_> {
             wrap_up: "0s",
             agents: &["alice", "bob"],
             ready_on_register: true,
+            digest_algorithms: r#"["MD5"]"#,
         }
     }
 }
 
-/// Starts homeline with `queue`, MD5-only digest (SIPp and baresip), and writes the WAVs the
-/// SIPp scenarios stream into its directory (SIPp's working directory).
+/// Starts homeline with `queue` (and its digest algorithms), and writes the WAVs the SIPp
+/// scenarios stream into its directory (SIPp's working directory).
 pub fn start(name: &str, queue: Queue<'_>) -> Homeline {
     require("sipp", "sip-tester");
     let agents: String = queue
@@ -90,7 +101,7 @@ pub fn start(name: &str, queue: Queue<'_>) -> Homeline {
     let h = Homeline::start(
         name,
         setup
-            .sip("digest_algorithms", r#"["MD5"]"#)
+            .sip("digest_algorithms", queue.digest_algorithms)
             .template(calls_dir().join("homeline.toml.in"))
             .value("STRATEGY", queue.strategy)
             .value("RING_TIMEOUT", queue.ring_timeout)
@@ -222,6 +233,47 @@ pub fn expect_outcomes(h: &mut Homeline, n: usize, timeout: Duration) -> Vec<Log
 
 pub fn outcome(line: &LogLine) -> String {
     line.field("outcome").unwrap_or_default()
+}
+
+/// Waits for a `call media ended` line from `from` on; its `media` field, the relay report.
+#[track_caller]
+pub fn expect_media_report(h: &mut Homeline, from: usize) -> String {
+    h.logs
+        .wait_for(from, WAIT, |l| l.is("call media ended", &[]))
+        .map(|(_, l)| l.field("media").unwrap_or_default())
+        .unwrap_or_else(|| panic!("no \"call media ended\"\n{}", h.report()))
+}
+
+/// Waits for the `call outcome` of the queue `support` from `from` on and fails unless the
+/// call was answered; `what` names the call in the failure message.
+#[track_caller]
+pub fn expect_answered(h: &mut Homeline, from: usize, what: &str) {
+    let line = h
+        .logs
+        .wait_for(from, WAIT, |l| {
+            l.is("call outcome", &[("queue", "support")])
+        })
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| panic!("no call outcome for {what}\n{}", h.report()));
+    assert!(
+        outcome(&line).starts_with("Answered"),
+        "{what}'s outcome: {}\n{}",
+        line.raw,
+        h.report()
+    );
+}
+
+/// A description of `samples` (at `rate` Hz) for failure messages: length, level, and the
+/// share of each tone of these tests.
+pub fn describe_audio(samples: &[i16], rate: u32) -> String {
+    format!(
+        "{:.2} s, rms {:.0}, share at {PBX_HZ} Hz {:.2}, at {OPERATOR_HZ} Hz {:.2}, at {MOH_HZ} Hz {:.2}",
+        samples.len() as f64 / f64::from(rate.max(1)),
+        rms(samples),
+        tone_share(samples, rate, PBX_HZ),
+        tone_share(samples, rate, OPERATOR_HZ),
+        tone_share(samples, rate, MOH_HZ),
+    )
 }
 
 /// The operators' SIPp and a description of what it saw, for failure messages.

@@ -1,8 +1,12 @@
 //! RTP on `lo`, for the tests that check what homeline sends (`calls.rs`, `hold.rs`,
 //! `dtmf.rs`, `linphone_call.rs`): `dumpcap` capturing what homeline sends from its RTP ports,
-//! read back with every RTP header field, and a pcap writer for the packets SIPp replays
-//! (`<exec play_pcap_audio=...>`).
+//! read back with every RTP header field and decoded (G.711), a pcap writer for the packets
+//! SIPp replays (`<exec play_pcap_audio=...>`), and ([`relay`]) the relay report of a call's
+//! `call media ended` line, which says where each leg's packets went.
 
+pub mod relay;
+
+use crate::audio::{unalaw, unulaw};
 use crate::sip_harness::{Homeline, require};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,29 @@ impl Rtp {
             _ => None,
         }
     }
+}
+
+/// The audio of the PCMU packets (PT 0) among `packets`, in capture order.
+pub fn pcmu_audio<'a>(packets: impl IntoIterator<Item = &'a Rtp>) -> Vec<i16> {
+    packets
+        .into_iter()
+        .filter(|p| p.pt == 0)
+        .flat_map(|p| p.payload.iter().map(|&b| unulaw(b)))
+        .collect()
+}
+
+/// The audio of the G.711 packets (PT 0 or 8) among `packets`, in capture order.
+pub fn g711_audio<'a>(packets: impl IntoIterator<Item = &'a Rtp>) -> Vec<i16> {
+    packets
+        .into_iter()
+        .flat_map(|p| -> Vec<i16> {
+            match p.pt {
+                0 => p.payload.iter().map(|&b| unulaw(b)).collect(),
+                8 => p.payload.iter().map(|&b| unalaw(b)).collect(),
+                _ => Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// `dumpcap` capturing UDP from homeline's RTP ports on `lo`; read with [`Capture::stop`],
