@@ -665,7 +665,8 @@ impl Sim {
             SimEv::Logout { agent } => {
                 // Breaks and connection losses may still hit an operator who logs out during
                 // a call; the pending logout must win (`logout_during_call_survives_not_ready`
-                // in tests/model.rs), else the night line never empties and rejects nothing.
+                // in tests/model/regressions.rs), else the night line never empties and
+                // rejects nothing.
                 self.send(Event::Logout { agent });
             }
         }
