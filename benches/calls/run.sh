@@ -158,6 +158,9 @@ user_agent = "homeline-bench"
 digest_algorithms = ["MD5"]
 # The SIPp operators do not answer OPTIONS: no qualify (it would drop their bindings).
 qualify_interval = "0s"
+# All AGENTS operators register from one SIPp on $AGENT_IP, which is no trunk: no per-source
+# rate limit (50/s by default), or registering them would take minutes.
+rate_limit = 0
 
 [http]
 listen = "127.0.0.1:$HTTP_PORT"

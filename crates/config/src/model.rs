@@ -61,6 +61,12 @@ pub struct Sip {
     /// Digest algorithms offered in challenges, one `WWW-Authenticate` each, in this order.
     /// Never empty, no repeats.
     pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// Requests per second accepted from one source that is not a trunk (an IPv4 address or
+    /// an IPv6 /64), sustained; more are dropped unanswered. 0 (no limit) to 100000.
+    pub rate_limit: u32,
+    /// Requests accepted at once from such a source after a quiet spell (the token bucket's
+    /// size). 1 to 1000000.
+    pub rate_burst: u32,
 }
 
 /// A digest authentication algorithm (RFC 8760).

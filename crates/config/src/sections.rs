@@ -20,6 +20,8 @@ pub(crate) const SIP_KEYS: &[&str] = &[
     "default_expires",
     "max_message_size",
     "digest_algorithms",
+    "rate_limit",
+    "rate_burst",
 ];
 pub(crate) const HTTP_KEYS: &[&str] = &["listen", "admin_token"];
 pub(crate) const MEDIA_KEYS: &[&str] = &["public_ip", "rtp_port_min", "rtp_port_max", "webrtc_udp"];
@@ -243,6 +245,19 @@ pub(crate) fn sip(ctx: &mut Ctx, t: &Table<'_, '_>) -> Sip {
         })
         .unwrap_or(65535);
     let digest_algorithms = digest_algorithms(ctx, t);
+    let rate_limit = t
+        .opt(ctx, "rate_limit", |v| reader::int::<u32>(v, 0, 100_000))
+        .unwrap_or(50);
+    let rate_burst = t
+        .opt(ctx, "rate_burst", |v| reader::int::<u32>(v, 1, 1_000_000))
+        .unwrap_or(200);
+    if rate_limit == 0 && t.has("rate_burst") {
+        t.warn_on(
+            ctx,
+            "rate_burst",
+            "has no effect: rate_limit = 0 turns the limit off",
+        );
+    }
     Sip {
         udp,
         tcp,
@@ -257,6 +272,8 @@ pub(crate) fn sip(ctx: &mut Ctx, t: &Table<'_, '_>) -> Sip {
         default_expires,
         max_message_size,
         digest_algorithms,
+        rate_limit,
+        rate_burst,
     }
 }
 

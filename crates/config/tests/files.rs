@@ -44,6 +44,7 @@ fn default_config_is_valid_and_as_documented() {
         )
     );
     assert_eq!(c.sip.max_message_size, 65535);
+    assert_eq!((c.sip.rate_limit, c.sip.rate_burst), (50, 200));
     assert_eq!(
         c.sip.digest_algorithms,
         [DigestAlgorithm::Md5],

@@ -505,6 +505,38 @@ fn qualify_interval_is_off_or_between_a_second_and_an_hour() {
 }
 
 #[test]
+fn the_per_source_rate_limit_is_checked() {
+    let limit = |src: &str| match parse(src, "t.toml") {
+        Ok(l) => (l.config.sip.rate_limit, l.config.sip.rate_burst),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(limit(""), (50, 200));
+    assert_eq!(limit("[sip]\nrate_limit = 0\n"), (0, 200));
+    assert_eq!(
+        limit("[sip]\nrate_limit = 100000\nrate_burst = 1000000\n"),
+        (100_000, 1_000_000)
+    );
+    let d = diags("[sip]\nrate_limit = -1\nrate_burst = 0\n");
+    has(
+        &d,
+        2,
+        "sip.rate_limit",
+        "must be between 0 and 100000, found -1",
+    );
+    has(
+        &d,
+        3,
+        "sip.rate_burst",
+        "must be between 1 and 1000000, found 0",
+    );
+    let d = diags("[sip]\nrate_limit = \"50/s\"\nrate_burst = 1000001\n");
+    has(&d, 2, "sip.rate_limit", "expected an integer");
+    has(&d, 3, "sip.rate_burst", "must be between 1 and 1000000");
+    let d = diags("[sip]\nrate_limit = 0\nrate_burst = 10\n");
+    has(&d, 3, "sip.rate_burst", "warning: has no effect");
+}
+
+#[test]
 fn a_left_out_default_expires_follows_the_bounds() {
     use std::time::Duration;
     let expiry = |src: &str| match parse(src, "t.toml") {

@@ -203,6 +203,10 @@ fn sip_settings(cfg: &Config) -> EdgeSettings {
             })
             .collect(),
         max_message_size: sip.max_message_size,
+        rate_limit: (sip.rate_limit > 0).then_some(homeline_sip::RateLimit {
+            per_second: sip.rate_limit,
+            burst: sip.rate_burst,
+        }),
         users: cfg
             .agents
             .iter()

@@ -6,6 +6,7 @@
 //! Log events these tests wait for (message, then fields):
 //! - `registered`: `user`, `algorithm` (`MD5` | `SHA-256`), `transport`, `expires`
 //! - `malformed`: `total` (the running count of dropped or 400-answered messages)
+//! - `rate limited`: `total` (requests dropped over the per-source rate limit), `from`
 //! - `trunk up` / `trunk down`: `trunk`
 //!
 //! One test runs homeline on the IPv6 loopback `[::1]` (UDP and TCP), SIPp with it. The RFC 4475
@@ -489,3 +490,231 @@ fn linphone_registers_with_sha256() {
         ),
     }
 }
+
+/// Sends `n` OPTIONS over UDP from `source`, 25 at a time with `pause` between, and counts the
+/// `200`s back within 2 s of the last; also how long sending took. The pause keeps the kernel
+/// from dropping any: homeline's socket holds only a few hundred datagrams.
+fn options_burst(h: &Homeline, source: &str, n: usize, pause: Duration) -> (usize, Duration) {
+    use std::collections::HashSet;
+    use std::net::UdpSocket;
+    let sock = UdpSocket::bind((source, 0)).unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    let local = sock
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local address: {e}"));
+    let reader = sock
+        .try_clone()
+        .unwrap_or_else(|e| panic!("clone socket: {e}"));
+    reader
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap_or_else(|e| panic!("read timeout: {e}"));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    // Reads while sending: 500 answers would overflow the socket's buffer.
+    let answers = std::thread::spawn(move || {
+        let mut ok = HashSet::new();
+        let mut buf = [0u8; 65535];
+        let mut quiet_since = None;
+        loop {
+            match reader.recv(&mut buf) {
+                Ok(len) => {
+                    quiet_since = None;
+                    let text = String::from_utf8_lossy(&buf[..len]);
+                    if text.starts_with("SIP/2.0 200") {
+                        let call_id = text.lines().find(|l| l.starts_with("Call-ID:"));
+                        ok.insert(call_id.unwrap_or_default().to_owned());
+                    }
+                }
+                Err(_) if stop.load(std::sync::atomic::Ordering::Relaxed) => {
+                    let since = *quiet_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= Duration::from_secs(2) {
+                        return ok.len();
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    let target = h.addr();
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        let msg = format!(
+            "OPTIONS sip:{target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-flood-{i};rport\r\n\
+             From: <sip:flood@{source}>;tag=f{i}\r\n\
+             To: <sip:{target}>\r\n\
+             Call-ID: flood-{i}-{local}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        sock.send_to(msg.as_bytes(), &target)
+            .unwrap_or_else(|e| panic!("send to {target}: {e}"));
+        if i % 25 == 24 {
+            std::thread::sleep(pause);
+        }
+    }
+    let took = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = answers
+        .join()
+        .unwrap_or_else(|_| panic!("the reader thread panicked"));
+    (answered, took)
+}
+
+/// Datagrams the kernel dropped at homeline's UDP socket on 127.0.0.1 (its receive buffer was
+/// full), from `/proc/net/udp`; 0 when it cannot be read.
+fn udp_drops(h: &Homeline) -> u64 {
+    let local = format!("0100007F:{:04X}", h.sip_port);
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The running count of the last "rate limited" line among `lines` (0 if none).
+fn limited_in(lines: &[sip_harness::LogLine]) -> u64 {
+    (lines.iter())
+        .filter(|l| l.is("rate limited", &[]))
+        .map(|l| l.count("total"))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The running count of homeline's last "rate limited" log line (0 if none).
+fn rate_limited(h: &Homeline) -> u64 {
+    limited_in(&h.logs.lines())
+}
+
+#[test]
+fn a_request_flood_from_a_source_that_is_no_trunk_is_limited_and_a_trunk_is_not() {
+    const N: usize = 500;
+    const RATE: f64 = 10.0;
+    const BURST: usize = 50;
+    let mut h = Homeline::start(
+        "rate_limit",
+        Setup::default()
+            .sip("digest_algorithms", MD5_FIRST)
+            .sip("rate_limit", &RATE.to_string())
+            .sip("rate_burst", &BURST.to_string()),
+    );
+    // 127.0.0.2 is no trunk: the burst, then 10 per second while homeline reads the flood
+    // (bounded generously by the time sending took plus a second).
+    let kernel_drops = udp_drops(&h);
+    let (answered, took) = options_burst(&h, AGENT_IP, N, Duration::from_millis(5));
+    let most = BURST + (RATE * (took.as_secs_f64() + 1.0)).ceil() as usize;
+    assert!(
+        (BURST..=most).contains(&answered),
+        "{answered} of {N} OPTIONS from {AGENT_IP} answered in {took:?}, expected {BURST}..={most}\n{}",
+        h.report()
+    );
+    // Every other one was dropped and counted (but those the kernel dropped before homeline
+    // could read them, when its socket's buffer was full).
+    let kernel_drops = udp_drops(&h) - kernel_drops;
+    let dropped = (N - answered) as u64 - kernel_drops;
+    let counted = h
+        .logs
+        .wait_until(Duration::from_secs(3), |lines| limited_in(lines) >= dropped);
+    assert!(
+        counted && rate_limited(&h) == dropped,
+        "{dropped} OPTIONS went unanswered (and {kernel_drops} more never reached homeline), \
+         the last \"rate limited\" line says {}\n{}",
+        rate_limited(&h),
+        h.report()
+    );
+    let from = h.logs.matching(|l| l.is("rate limited", &[]));
+    assert!(
+        from.iter()
+            .all(|l| l.field("from").is_some_and(|f| f.starts_with(AGENT_IP))),
+        "{from:?}"
+    );
+
+    // The trunk's source is never limited. Each of its requests is answered, which takes
+    // longer (a debug build, logging every message): 500 in 400 ms.
+    let kernel_drops = udp_drops(&h);
+    let (answered, took) = options_burst(&h, HOMELINE_IP, N, Duration::from_millis(20));
+    let kernel_drops = udp_drops(&h) - kernel_drops;
+    assert_eq!(
+        answered as u64 + kernel_drops,
+        N as u64,
+        "the trunk's {N} OPTIONS (sent in {took:?}, {kernel_drops} dropped by the kernel) were \
+         not all answered\n{}",
+        h.report()
+    );
+    assert_eq!(rate_limited(&h), dropped, "{}", h.report());
+
+    // Half a second later the limited source has tokens again: a REGISTER (two requests)
+    // goes through.
+    std::thread::sleep(Duration::from_millis(500));
+    let at = h.logs.len();
+    h.sipp("register.xml")
+        .source_ip(AGENT_IP)
+        .service("alice")
+        .auth("alice", PASSWORD)
+        .run(&mut h);
+    h.expect_event(
+        at,
+        Duration::from_secs(2),
+        "registered",
+        &[("user", "alice")],
+    );
+
+    // Over TCP the same limit applies per source (a bucket of its own, full again).
+    require("python3", "python3");
+    let before = rate_limited(&h);
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(TCP_BURST_PY)
+        .args([AGENT_IP, &h.addr(), "200"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answered: usize = stdout.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "the TCP burst printed no count ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        (BURST..=BURST + 2 * RATE as usize).contains(&answered),
+        "{answered} of 200 OPTIONS over TCP answered\n{}",
+        h.report()
+    );
+    let dropped = before + (200 - answered) as u64;
+    let counted = h
+        .logs
+        .wait_until(Duration::from_secs(3), |lines| limited_in(lines) >= dropped);
+    assert!(counted, "expected total={dropped}\n{}", h.report());
+}
+
+/// `python3 -c TCP_BURST_PY SOURCE_IP HOST:PORT N`: N OPTIONS on one TCP connection from
+/// SOURCE_IP; prints how many got a `200` within a second of the last.
+const TCP_BURST_PY: &str = r#"
+import socket, sys, time
+src, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+host, port = target.rsplit(":", 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind((src, 0))
+s.connect((host, int(port)))
+local = "%s:%d" % s.getsockname()
+for i in range(n):
+    msg = (
+        "OPTIONS sip:%s;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK-tcp-%d\r\n"
+        "From: <sip:flood@%s>;tag=t%d\r\nTo: <sip:%s>\r\nCall-ID: tcp-flood-%d\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ) % (target, local, i, src, i, target, i)
+    s.sendall(msg.encode())
+s.settimeout(1.0)
+data = b""
+try:
+    while True:
+        chunk = s.recv(65535)
+        if not chunk:
+            break
+        data += chunk
+except socket.timeout:
+    pass
+print(data.count(b"SIP/2.0 200"))
+"#;

@@ -10,6 +10,7 @@ use crate::guard::{GuardedUdpSocket, Inspector};
 use crate::legs::{self, Calls, EdgeEvent, EventSink};
 use crate::operator_calls::{self, FeatureCodes};
 use crate::pbx::{self, Admission};
+use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::registrar::{FlowId, Limits, Registrar, Transport};
 use crate::sipmsg;
 use crate::stats::{SipStats, SipStatsSnapshot};
@@ -62,6 +63,9 @@ pub struct EdgeSettings {
     /// Digest algorithms offered, in order of preference.
     pub algorithms: Vec<Algorithm>,
     pub max_message_size: usize,
+    /// Per-source limit of requests from sources that are not trunks (see `ratelimit`);
+    /// `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
     pub users: HashMap<String, UserSecret>,
     pub trunks: Vec<TrunkSpec>,
     /// Codes operators dial to change state (see `operator_calls`).
@@ -176,6 +180,14 @@ impl SipEdge {
         let cancel = CancellationToken::new();
         let stats = Arc::new(SipStats::default());
         let layer = TransportLayer::new(cancel.child_token());
+        // Trunks are never limited: their allowed networks and their PBXs' addresses.
+        let trunk_sources: Vec<ipnet::IpNet> = (settings.trunks.iter())
+            .flat_map(|t| t.allow.iter().copied().chain([t.pbx.ip().into()]))
+            .collect();
+        let limiter = || {
+            (settings.rate_limit)
+                .map(|limit| Mutex::new(RateLimiter::new(limit, trunk_sources.clone())))
+        };
         let mut udp = Vec::new();
         for &addr in &settings.udp {
             let bind = |source| EdgeError::Bind {
@@ -188,6 +200,7 @@ impl SipEdge {
                 inner: sock,
                 stats: stats.clone(),
                 max_message_size: settings.max_message_size,
+                limiter: limiter(),
             };
             let conn =
                 UdpConnection::from_socket(Arc::new(guarded), None, Some(cancel.child_token()))
@@ -229,6 +242,7 @@ impl SipEdge {
                 stats: stats.clone(),
                 closed: closed_tx,
                 max_message_size: settings.max_message_size,
+                limiter: limiter(),
             }));
         let endpoint = builder.build();
         let mut incoming = endpoint

@@ -4,14 +4,23 @@
 //!
 //! TCP: rsipstack closes a connection on any framing or parse error; such errors are not seen
 //! here (a known limitation, noted in the crate docs).
+//!
+//! Both apply the per-source rate limit (`ratelimit`) to requests from sources that are not
+//! trunks: the UDP guard before parsing, the inspector to requests over TCP. A request over
+//! the limit is dropped without an answer (answering a flood would amplify it) and counted.
+//! Responses are never limited. Each UDP socket and the inspector have their own limiter,
+//! locked only by the one task that reads that socket, or runs the inspector.
 
+use crate::edge::lock;
+use crate::ratelimit::RateLimiter;
 use crate::stats::SipStats;
 use rsipstack::sip::{Header, Method, Response, SipMessage, StatusCode, Version};
 use rsipstack::transaction::endpoint::TransportEventInspector;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transport::TransportEvent;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Counts a malformed message and logs it (every one of the first thousand, then one in a
 /// thousand, so a flood cannot turn into a log flood).
@@ -20,6 +29,22 @@ pub(crate) fn note_malformed(stats: &SipStats, from: SocketAddr, reason: &str) {
     if total <= 1000 || total.is_multiple_of(1000) {
         tracing::warn!(total, %from, reason, "malformed");
     }
+}
+
+/// Whether a request from `from` is within its source's rate; counts and logs it if not
+/// (every one of the first thousand, then one in a thousand). Reads the clock once.
+fn within_rate(limiter: &Option<Mutex<RateLimiter>>, stats: &SipStats, from: SocketAddr) -> bool {
+    let Some(limiter) = limiter else {
+        return true;
+    };
+    if lock(limiter).allow(from.ip(), Instant::now()) {
+        return true;
+    }
+    let total = SipStats::bump(&stats.rate_limited);
+    if total <= 1000 || total.is_multiple_of(1000) {
+        tracing::warn!(total, %from, "rate limited");
+    }
+    false
 }
 
 /// A best-effort textual `400`/`501` for a datagram the parser rejected: only when it starts
@@ -87,6 +112,8 @@ pub(crate) struct GuardedUdpSocket {
     pub inner: tokio::net::UdpSocket,
     pub stats: Arc<SipStats>,
     pub max_message_size: usize,
+    /// Requests from sources that are not trunks; `None`: no limit.
+    pub limiter: Option<Mutex<RateLimiter>>,
 }
 
 #[async_trait::async_trait]
@@ -97,6 +124,9 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
             let pkt = &buf[..n];
             if pkt.iter().all(u8::is_ascii_whitespace) {
                 return Ok((n, from)); // keepalive
+            }
+            if !pkt.starts_with(b"SIP/2.0 ") && !within_rate(&self.limiter, &self.stats, from) {
+                continue;
             }
             let reason = if n >= buf.len() || n > self.max_message_size {
                 "datagram too large"
@@ -126,13 +156,15 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
 /// What the inspector reports to the edge: closed connections (their registrations go).
 pub(crate) type ClosedSink = tokio::sync::mpsc::UnboundedSender<String>;
 
-/// Sees every parsed message before the transaction layer: requests it cannot key (no From
-/// tag, Call-ID or CSeq) get `400` instead of being dropped; closed connections are
-/// reported.
+/// Sees every parsed message before the transaction layer: requests over TCP beyond their
+/// source's rate are dropped; requests it cannot key (no From tag, Call-ID or CSeq) get `400`
+/// instead of being dropped; closed connections are reported.
 pub(crate) struct Inspector {
     pub stats: Arc<SipStats>,
     pub closed: ClosedSink,
     pub max_message_size: usize,
+    /// Requests over TCP from sources that are not trunks (UDP ones passed the guard's).
+    pub limiter: Option<Mutex<RateLimiter>>,
 }
 
 /// A response to `req` with just the headers needed to route it.
@@ -162,6 +194,9 @@ impl TransportEventInspector for Inspector {
                 let addr = from
                     .get_socketaddr()
                     .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                if conn.is_reliable() && !within_rate(&self.limiter, &self.stats, addr) {
+                    return None;
+                }
                 // Over TCP the stack frames up to 64 KiB itself; the configured limit is ours.
                 let too_large = req.body.len() >= self.max_message_size / 2
                     && req.to_string().len() > self.max_message_size;

@@ -33,6 +33,11 @@
 //! A re-INVITE from either side (hold, resume) is answered `200` with our last SDP and
 //! changes nothing yet.
 //!
+//! Requests from sources that are not trunks are rate-limited per source (`ratelimit`, a
+//! token bucket per IPv4 address or IPv6 /64, `[sip] rate_limit` and `rate_burst`): over UDP
+//! in `guard` before parsing, over TCP in its inspector; one over the limit is dropped
+//! unanswered and counted in [`stats::SipStats::rate_limited`].
+//!
 //! Known limits of the transport underneath (rsipstack 0.7.14): a framing or parse error on a
 //! TCP connection closes that connection (no `400` is possible there); UDP datagrams larger
 //! than 8 KiB are truncated and counted as malformed.
@@ -50,6 +55,7 @@ mod operator_calls;
 mod outbound;
 mod pbx;
 mod qualify;
+mod ratelimit;
 mod refer;
 pub mod registrar;
 mod registration;
@@ -61,4 +67,5 @@ pub use edge::{ALLOW, EdgeError, EdgeSettings, SipEdge, UserSecret};
 pub use legs::{CallRef, EVENTS_CAPACITY, EdgeEvent, LegRef};
 pub use operator_calls::{Feature, FeatureCodes};
 pub use outbound::OutboundFrom;
+pub use ratelimit::RateLimit;
 pub use refer::target_number as uri_user;

@@ -20,6 +20,9 @@ pub struct SipStats {
     /// INVITEs for routed numbers answered `503` because the runtime's event queue was
     /// full or closed.
     pub overloaded: AtomicU64,
+    /// Requests from sources that are not trunks dropped, unanswered, over the per-source
+    /// rate limit (`[sip] rate_limit`, `rate_burst`).
+    pub rate_limited: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -32,6 +35,7 @@ pub struct SipStatsSnapshot {
     pub unknown_number: u64,
     pub registrations: u64,
     pub overloaded: u64,
+    pub rate_limited: u64,
 }
 
 impl SipStats {
@@ -49,6 +53,7 @@ impl SipStats {
             unknown_number: r(&self.unknown_number),
             registrations: r(&self.registrations),
             overloaded: r(&self.overloaded),
+            rate_limited: r(&self.rate_limited),
         }
     }
 }

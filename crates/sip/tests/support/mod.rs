@@ -99,6 +99,7 @@ pub fn settings(port: u16) -> EdgeSettings {
         // SIPp 3.6.1 answers MD5 challenges only.
         algorithms: vec![Algorithm::Md5],
         max_message_size: 16384,
+        rate_limit: None,
         users: [
             ("alice".to_string(), UserSecret::Password(PASSWORD.into())),
             ("bob".to_string(), UserSecret::Password(PASSWORD.into())),
