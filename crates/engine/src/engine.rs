@@ -196,6 +196,22 @@ impl<R: Entropy> Engine<R> {
         &self.router
     }
 
+    /// Whether `leg` waits for its answer: an operator leg still inviting or ringing, or an
+    /// outside leg not answered yet. A `200` on any other leg (cancelled, lost a ring-all,
+    /// timed out) is hung up by the engine, so its SDP must not be used for the call's media.
+    pub fn awaits_answer(&self, leg: LegId) -> bool {
+        let agent = self
+            .legs
+            .get(&leg)
+            .is_some_and(|l| matches!(l.state, LegState::Inviting | LegState::Ringing));
+        agent || self.outside_of(leg).is_some_and(|(_, o)| !o.answered)
+    }
+
+    /// Whether `leg` is the outside leg of a live call (ringing or answered).
+    pub fn is_outside(&self, leg: LegId) -> bool {
+        self.outside_of(leg).is_some()
+    }
+
     /// Calls the engine holds.
     pub fn calls(&self) -> usize {
         self.calls.len()

@@ -108,7 +108,7 @@ impl<R: Entropy> Engine<R> {
     }
 
     /// The call and outside record of outside leg `leg`, if it is still the call's.
-    fn outside_of(&self, leg: LegId) -> Option<(CallId, Outside)> {
+    pub(crate) fn outside_of(&self, leg: LegId) -> Option<(CallId, Outside)> {
         let call = *self.outside.get(&leg)?;
         let o = self.calls.get(&call)?.outside?;
         (o.leg == leg).then_some((call, o))

@@ -239,6 +239,8 @@ fn a_cancel_crossing_the_operators_200_hangs_that_operator_up() {
     let [(leg2, _)] = invites(&out)[..] else {
         panic!("{out:?}")
     };
+    // Only bob's answer is awaited: the runtime must not take alice's media.
+    assert!(!t.e.awaits_answer(leg1) && t.e.awaits_answer(leg2));
     // alice's 200 was already on the wire when the CANCEL left.
     let out = t.run(Input::AgentAnswered { leg: leg1 });
     assert_eq!(out, [Output::HangUpAgent { leg: leg1 }]);
@@ -697,9 +699,12 @@ fn an_outside_target_that_never_answers_after_the_operator_left_puts_the_caller_
         !out.iter().any(|o| matches!(o, Output::CancelAgent { .. })),
         "{out:?}"
     );
+    assert!(t.e.awaits_answer(outside) && t.e.is_outside(outside));
     // Past the ring time: cancelled, reported, and back in support (alice is out of
     // wrap-up by now and gets it again).
     let out = t.advance(Duration::from_millis(1));
+    // A 200 crossing that CANCEL must not re-point the call's media.
+    assert!(!t.e.awaits_answer(outside) && !t.e.is_outside(outside));
     assert!(
         out.contains(&Output::CancelAgent { leg: outside }),
         "{out:?}"

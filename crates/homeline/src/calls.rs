@@ -69,8 +69,6 @@ struct Calls {
     started: Instant,
     seed: u64,
     outbound: outbound::OutboundCalls,
-    /// Outside legs (transfers and overflows to numbers); also in `legs`.
-    outside: std::collections::HashSet<LegId>,
 }
 
 /// Runs until `stop` turns true or the edge's event stream ends.
@@ -93,7 +91,6 @@ pub(crate) async fn run(
         started: Instant::now(),
         seed,
         outbound: outbound::OutboundCalls::default(),
-        outside: Default::default(),
     };
     loop {
         let deadline = calls
@@ -159,9 +156,13 @@ impl Calls {
                 Input::AgentRinging { leg: LegId(leg.0) }
             }
             EdgeEvent::LegAnswered { leg, answer } => {
-                self.configure_agent_media(LegId(leg.0), answer.as_deref())
-                    .await;
-                Input::AgentAnswered { leg: LegId(leg.0) }
+                let leg = LegId(leg.0);
+                // A late 200 (the leg was cancelled) is hung up, its media not used.
+                if self.engine.awaits_answer(leg) {
+                    self.configure_far_media(leg, answer.as_deref(), Control::Configure)
+                        .await;
+                }
+                Input::AgentAnswered { leg }
             }
             EdgeEvent::LegRefused { leg, .. } => Input::AgentRefused { leg: LegId(leg.0) },
             EdgeEvent::LegUnreachable { leg } => Input::AgentUnreachable { leg: LegId(leg.0) },
@@ -353,27 +354,34 @@ impl Calls {
             .await;
     }
 
-    /// The operator's SDP answer: tell the relay where the operator's media goes.
-    async fn configure_agent_media(&mut self, leg: LegId, answer: Option<&[u8]>) {
-        let Some(call) = self.legs.get(&leg) else {
-            return;
-        };
-        let Some(m) = self.media.get_mut(call) else {
-            return;
+    /// The SDP answer of leg `leg` (an operator's, or an outside target's): leg B of the
+    /// call's relay now faces it, configured by `control` (`Configure`: latched from the
+    /// first packet; `ConfigureFixed`: the SDP's address at once). `false` when the answer
+    /// is missing or does not fit the call's codec (the relay is left as it was).
+    async fn configure_far_media(
+        &mut self,
+        leg: LegId,
+        answer: Option<&[u8]>,
+        control: fn(Leg, LegMedia) -> Control,
+    ) -> bool {
+        let Some(m) = self.legs.get(&leg).and_then(|c| self.media.get_mut(c)) else {
+            return false;
         };
         let Some(sdp) = answer.and_then(|a| SessionDescription::parse_bytes(a).ok()) else {
-            warn!(leg = leg.0, "operator answered without usable SDP");
-            return;
+            warn!(leg = leg.0, "answered without usable SDP");
+            return false;
         };
         match negotiate(&sdp, &[m.negotiated.payloads.codec], Direction::SendRecv) {
             Ok(n) => {
-                m.agent_media = Some(LegMedia::from(&n));
-                let _ = m
-                    .relay
-                    .send(Control::Configure(Leg::B, LegMedia::from(&n)))
-                    .await;
+                let media = LegMedia::from(&n);
+                m.agent_media = Some(media);
+                let _ = m.relay.send(control(Leg::B, media)).await;
+                true
             }
-            Err(e) => warn!(leg = leg.0, error = %e, "operator's SDP answer does not fit"),
+            Err(e) => {
+                warn!(leg = leg.0, error = %e, "SDP answer does not fit the call's codec");
+                false
+            }
         }
     }
 
@@ -441,8 +449,6 @@ impl Calls {
             }
             Output::CallDone { call } => {
                 self.legs.retain(|_, c| *c != call);
-                let legs = &self.legs;
-                self.outside.retain(|l| legs.contains_key(l));
                 if let Some(m) = self.media.remove(&call) {
                     let _ = m.relay.send(Control::Stop).await;
                     tokio::spawn(async move {

@@ -10,15 +10,15 @@
 use super::{Calls, MUSIC_ON_HOLD};
 use homeline_engine::routing::CallId;
 use homeline_engine::{Input, LegId};
-use homeline_media::relay::{Control, Leg, LegMedia};
-use homeline_media::sdp::{Direction, SessionDescription, negotiate};
+use homeline_media::relay::{Control, Leg};
+use homeline_media::sdp::Direction;
 use homeline_sip::{EdgeEvent, LegRef, OutboundFrom};
 use tracing::{debug, info, warn};
 
 impl Calls {
     /// Takes the events of outside legs and outside transfers; gives back the others.
     pub(super) async fn outside_event(&mut self, ev: EdgeEvent) -> Option<EdgeEvent> {
-        let outside = |leg: &LegRef| self.outside.contains(&LegId(leg.0));
+        let outside = |leg: &LegRef| self.engine.is_outside(LegId(leg.0));
         let (input, ended) = match ev {
             EdgeEvent::LegTransferOut { leg, number } => (
                 Input::AgentTransferOut {
@@ -37,7 +37,12 @@ impl Calls {
             }
             EdgeEvent::LegAnswered { leg, answer } if outside(&leg) => {
                 let leg = LegId(leg.0);
-                if self.configure_outside_media(leg, answer.as_deref()).await {
+                if !self.engine.awaits_answer(leg)
+                    || self
+                        .configure_far_media(leg, answer.as_deref(), Control::ConfigureFixed)
+                        .await
+                {
+                    // (an answer not awaited any more is hung up by the engine)
                     (Input::OutsideAnswered { leg }, None)
                 } else {
                     self.edge.bye_agent(LegRef(leg.0)).await;
@@ -65,7 +70,6 @@ impl Calls {
         self.engine.handle(now, input);
         if let Some(leg) = ended {
             self.legs.remove(&leg);
-            self.outside.remove(&leg);
         }
         None
     }
@@ -89,7 +93,6 @@ impl Calls {
             return;
         };
         self.legs.insert(leg, call);
-        self.outside.insert(leg);
         let codecs = [m.negotiated.payloads.codec];
         let sdp = m
             .agent_sdp
@@ -113,33 +116,9 @@ impl Calls {
             .await;
     }
 
-    /// The outside target's SDP answer: leg B of the relay now faces it. `false` when it does
-    /// not fit the call's codec.
-    async fn configure_outside_media(&mut self, leg: LegId, answer: Option<&[u8]>) -> bool {
-        let Some(m) = self.legs.get(&leg).and_then(|c| self.media.get_mut(c)) else {
-            return false;
-        };
-        let Some(sdp) = answer.and_then(|a| SessionDescription::parse_bytes(a).ok()) else {
-            warn!(leg = leg.0, "outside target answered without usable SDP");
-            return false;
-        };
-        match negotiate(&sdp, &[m.negotiated.payloads.codec], Direction::SendRecv) {
-            Ok(n) => {
-                let media = LegMedia::from(&n);
-                m.agent_media = Some(media);
-                let _ = m.relay.send(Control::ConfigureFixed(Leg::B, media)).await;
-                true
-            }
-            Err(e) => {
-                warn!(leg = leg.0, error = %e, "outside target's SDP answer does not fit");
-                false
-            }
-        }
-    }
-
     /// Connects the call's PBX media to leg `leg` (an operator's or an outside target's).
     pub(super) async fn bridge(&mut self, call: CallId, leg: LegId) {
-        let outside = self.outside.contains(&leg);
+        let outside = self.engine.is_outside(leg);
         let Some(m) = self.media.get_mut(&call) else {
             return;
         };
