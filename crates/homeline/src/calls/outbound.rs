@@ -75,6 +75,32 @@ pub(super) struct OutboundCalls {
     next: u64,
 }
 
+impl Outbound {
+    /// Points leg A of the relay at the PBX's SDP (an answer, or early media) and bridges;
+    /// `false` when there is no SDP or it does not fit the operator's codec.
+    async fn connect_pbx(&self, sdp: Option<&[u8]>) -> bool {
+        let codec = self.negotiated.payloads.codec;
+        let media = sdp
+            .and_then(|a| SessionDescription::parse_bytes(a).ok())
+            .and_then(|sdp| negotiate(&sdp, &[codec], Direction::SendRecv).ok());
+        let Some(n) = media else {
+            return false;
+        };
+        let _ = self
+            .relay
+            .send(Control::Configure(Leg::A, LegMedia::from(&n)))
+            .await;
+        let _ = self.relay.send(Control::Bridge).await;
+        true
+    }
+
+    /// Homeline's SDP answer to the operator's offer.
+    fn operator_answer(&mut self) -> String {
+        self.operator_sdp
+            .answer(&self.offer, &self.negotiated, self.operator_port)
+    }
+}
+
 impl Calls {
     /// Takes the events of outbound calls; gives back the others.
     pub(super) async fn outbound_event(&mut self, ev: EdgeEvent) -> Option<EdgeEvent> {
@@ -132,51 +158,29 @@ impl Calls {
             EdgeEvent::LegEarlyMedia { sdp, .. } => {
                 // The PBX's ringback or announcement: heard by the operator at once (183 with
                 // homeline's answer, which the 200 repeats).
-                let codec = o.negotiated.payloads.codec;
-                let media = SessionDescription::parse_bytes(&sdp)
-                    .ok()
-                    .and_then(|sdp| negotiate(&sdp, &[codec], Direction::SendRecv).ok());
-                let Some(n) = media else {
+                if !o.connect_pbx(Some(&sdp)).await {
                     debug!(leg, "early media without usable SDP: ringing only");
                     self.edge.ring_pbx(call).await;
                     return None;
-                };
-                let _ = o
-                    .relay
-                    .send(Control::Configure(Leg::A, LegMedia::from(&n)))
-                    .await;
-                let _ = o.relay.send(Control::Bridge).await;
-                let answer = o
-                    .operator_sdp
-                    .answer(&o.offer, &o.negotiated, o.operator_port);
+                }
+                let answer = o.operator_answer();
                 o.early_answer = Some(answer.clone());
                 debug!(call = call.0, leg, "outbound call: early media");
                 self.edge.progress_pbx(call, answer.into_bytes()).await;
             }
             EdgeEvent::LegAnswered { answer, .. } => {
-                let codec = o.negotiated.payloads.codec;
-                let media = answer
-                    .as_deref()
-                    .and_then(|a| SessionDescription::parse_bytes(a).ok())
-                    .and_then(|sdp| negotiate(&sdp, &[codec], Direction::SendRecv).ok());
-                let Some(n) = media else {
+                if !o.connect_pbx(answer.as_deref()).await {
                     warn!(leg, "the PBX answered without usable SDP: hanging up");
                     self.edge.bye_agent(LegRef(leg)).await;
                     self.edge.reject_pbx(call, 488, None).await;
                     self.outbound_end(leg);
                     return None;
-                };
+                }
                 o.answered = true;
-                let _ = o
-                    .relay
-                    .send(Control::Configure(Leg::A, LegMedia::from(&n)))
-                    .await;
-                let _ = o.relay.send(Control::Bridge).await;
+                // The answer given with early media, repeated (RFC 3261 §13.2.1).
                 let sdp = match o.early_answer.take() {
                     Some(sdp) => sdp,
-                    None => o
-                        .operator_sdp
-                        .answer(&o.offer, &o.negotiated, o.operator_port),
+                    None => o.operator_answer(),
                 };
                 info!(call = call.0, leg, "outbound call answered");
                 self.edge.answer_pbx(call, sdp.into_bytes()).await;
