@@ -412,14 +412,7 @@ impl<R: Entropy> Engine<R> {
     /// operator goes on to wrap-up), the call waits in `queue` with music on hold and is
     /// offered anew; the leg is forgotten (its hang-up no longer ends the call).
     fn transfer(&mut self, now: Time, leg: LegId, queue: QueueId) {
-        let connected = self
-            .legs
-            .get(&leg)
-            .filter(|l| l.state == LegState::Connected)
-            .map(|l| l.call);
-        let Some(call) =
-            connected.filter(|c| self.calls.get(c).is_some_and(|c| c.outside.is_none()))
-        else {
+        let Some(call) = self.transferable(leg) else {
             self.out
                 .push_back(Output::TransferResult { leg, status: 503 });
             return;
@@ -443,6 +436,20 @@ impl<R: Entropy> Engine<R> {
         self.out.push_back(Output::Requeued { call });
         self.out
             .push_back(Output::TransferResult { leg, status: 200 });
+    }
+
+    /// The call connected on operator leg `leg`, if it can be transferred: the leg is the
+    /// call's connected one and no transfer is in progress.
+    pub(crate) fn transferable(&self, leg: LegId) -> Option<CallId> {
+        let call = self
+            .legs
+            .get(&leg)
+            .filter(|l| l.state == LegState::Connected)?
+            .call;
+        self.calls
+            .get(&call)
+            .is_some_and(|c| c.outside.is_none() && c.connected == Some(leg))
+            .then_some(call)
     }
 
     /// Ends the PBX side of `call`: a final response if it was never answered, else BYE.

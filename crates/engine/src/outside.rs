@@ -19,7 +19,7 @@
 //! Either side hanging up after the answer ends both. The caller hanging up first ends the
 //! outside leg (CANCEL or BYE).
 
-use crate::engine::{Engine, LegState, Pbx};
+use crate::engine::Engine;
 use crate::{LegId, Output};
 use homeline_routing::{CallId, Entropy, Event, Time};
 use std::sync::Arc;
@@ -80,17 +80,8 @@ impl<R: Entropy> Engine<R> {
 
     /// [`Input::AgentTransferOut`](crate::Input::AgentTransferOut).
     pub(crate) fn transfer_out(&mut self, _now: Time, leg: LegId, number: Arc<str>) {
-        let call = self
-            .legs
-            .get(&leg)
-            .filter(|l| l.state == LegState::Connected)
-            .map(|l| l.call)
-            .filter(|call| {
-                self.calls.get(call).is_some_and(|c| {
-                    c.outside.is_none() && c.pbx == Pbx::Answered && c.connected == Some(leg)
-                })
-            });
-        match call {
+        // (a connected call is always answered on the PBX side)
+        match self.transferable(leg) {
             Some(call) => self.new_outside(call, number, Origin::Transfer, Some(leg)),
             None => self
                 .out
